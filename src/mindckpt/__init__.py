@@ -1,0 +1,66 @@
+"""mindckpt: MindSpore's checkpoint API and file formats, without MindSpore.
+
+``import mindckpt as ms`` runs MindSpore checkpoint code unchanged: ``ms.save_checkpoint``,
+``ms.load_checkpoint``, ``ms.load_param_into_net``, ``ms.Parameter``, ``ms.Tensor``, ``ms.nn.Cell``
+and the dtypes, with files that MindSpore 2.10 reads and writes.
+"""
+
+from . import nn
+from ._api import (
+    CheckpointNotFoundError,
+    load_checkpoint,
+    load_checkpoint_async,
+    load_param_into_net,
+    save_checkpoint,
+)
+from .errors import AsyncSaveError, CheckpointError, ChecksumError, DecryptionError, FormatError
+from .tensor import (
+    Parameter,
+    Tensor,
+    bfloat16,
+    bool_,
+    float16,
+    float32,
+    float64,
+    int8,
+    int16,
+    int32,
+    int64,
+    qint4x2,
+    uint8,
+    uint16,
+    uint32,
+    uint64,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "nn",
+    "save_checkpoint",
+    "load_checkpoint",
+    "load_checkpoint_async",
+    "load_param_into_net",
+    "Parameter",
+    "Tensor",
+    "float16",
+    "float32",
+    "float64",
+    "bfloat16",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "uint8",
+    "uint16",
+    "uint32",
+    "uint64",
+    "bool_",
+    "qint4x2",
+    "CheckpointError",
+    "FormatError",
+    "ChecksumError",
+    "DecryptionError",
+    "AsyncSaveError",
+    "CheckpointNotFoundError",
+]

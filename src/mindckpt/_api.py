@@ -1,0 +1,645 @@
+"""save_checkpoint, load_checkpoint, load_param_into_net: validation and orchestration only.
+
+Arguments are checked in MindSpore 2.10's order with its exception types and messages; the
+work is done by ``collect`` (what to save), ``formats`` (bytes), ``codecs`` (encryption) and
+``storage`` (where bytes land).
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import logging
+import os
+import stat
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from . import tensor as T
+from .collect import collect, is_torch_module, validate_append_dict
+from .errors import CheckpointError, DecryptionError
+from .formats.ckpt import Entry, read_ckpt, write_ckpt
+from .formats.safetensors import read_safetensors, write_safetensors
+from .nn import Cell
+from .storage.local import AtomicFile, ByteReader, FileSink
+from .tensor import Parameter, Tensor, is_torch_tensor, to_numpy
+
+__all__ = [
+    "save_checkpoint",
+    "load_checkpoint",
+    "load_checkpoint_async",
+    "load_param_into_net",
+    "CheckpointNotFoundError",
+]
+
+logger = logging.getLogger("mindckpt")
+
+FORMATS = ("ckpt", "safetensors")
+_CIPHER_MAGICS = {
+    b"\xd8\x5e\x3a\x7f": "AES-GCM",
+    b"\xd9\x5e\x3a\x7f": "AES-CBC",
+    b"\xda\x5e\x3a\x7f": "SM4-CBC",
+}
+_FLOAT_FAMILY = {"Float16", "Float32", "Float64", "BFloat16"}
+_INT_FAMILY = {"Int8", "Int16", "Int32", "Int64", "Int4"}
+
+
+class CheckpointNotFoundError(CheckpointError, ValueError):
+    """The checkpoint file does not exist (a ValueError, as MindSpore raises)."""
+
+
+# --------------------------------------------------------------------------- validators
+# Messages are MindSpore's (api-behavior.md §2), typos included.
+
+
+def _check_bool(value: Any) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(f"The input value must be a bool, but got {type(value).__name__}.")
+
+
+def _check_isinstance(name: str, value: Any, classes: type | tuple[type, ...]) -> None:
+    if not isinstance(value, classes):
+        raise ValueError(
+            f"The parameter '{name}' must be isinstance of {classes}, but got {value}."
+        )
+
+
+def check_async_save(async_save: Any) -> str | None:
+    """``False`` -> None; ``True``/"thread" -> "thread"; "process" -> "process"."""
+    if not isinstance(async_save, (bool, str)):
+        raise TypeError(
+            "For 'save_checkpoint', the parameter 'async_save' must be bool or str, but got "
+            f"{type(async_save)}."
+        )
+    if isinstance(async_save, str):
+        if async_save not in ("process", "thread"):
+            raise ValueError(
+                "For 'save_checkpoint', the argument 'async_save' can only be 'process' or "
+                f"'thread',but got {async_save}."
+            )
+        return async_save
+    return "thread" if async_save else None
+
+
+def check_cipher(enc_key: bytes | None, enc_mode: str, crc_check: bool) -> None:
+    """mindckpt's own checks, before anything is written (MindSpore checks none of these)."""
+    if enc_key is None:
+        return
+    if crc_check:
+        raise ValueError(
+            "For 'save_checkpoint', 'crc_check=True' cannot be used together with 'enc_key': "
+            "the two are mutually exclusive (MindSpore writes an unloadable file for this "
+            "combination). AES-GCM already authenticates the data; drop crc_check."
+        )
+    from .codecs import crypto
+
+    crypto.check_cipher_args(enc_key, enc_mode)
+
+
+def _resolve_save_path(ckpt_file_name: Any, fmt: str) -> str:
+    if isinstance(ckpt_file_name, os.PathLike):
+        ckpt_file_name = os.fspath(ckpt_file_name)
+    if not isinstance(ckpt_file_name, str):
+        raise TypeError(
+            f"For 'save_checkpoint', the parameter {ckpt_file_name} for checkpoint file name is "
+            f"invalid,'ckpt_file_name' must be string, but got {type(ckpt_file_name)}."
+        )
+    path = os.path.realpath(ckpt_file_name)
+    if os.path.isdir(path):
+        raise IsADirectoryError(
+            f"For 'save_checkpoint', the parameter `ckpt_file_name`: {path} is a directory, it "
+            "must be a file name."
+        )
+    if not path.endswith(fmt):
+        path = f"{path}.{fmt}"
+    return path
+
+
+# --------------------------------------------------------------------------- save
+
+
+def write_file(
+    path: str,
+    fmt: str,
+    records: list[tuple[str, Any]],
+    *,
+    crc_check: bool = False,
+    enc_key: bytes | None = None,
+    enc_mode: str = "AES-GCM",
+    remove_redundancy: bool | None = None,
+    dtypes: dict[str, T.Type] | None = None,
+    split: str = "bytes",
+) -> None:
+    """Write ``records`` to ``path`` atomically (the synchronous save, also run by async)."""
+    try:
+        with AtomicFile(path) as f:
+            if fmt == "safetensors":
+                write_safetensors(FileSink(f), records, crc=crc_check,
+                                  remove_redundancy=remove_redundancy, dtypes=dtypes)
+            elif enc_key is not None:
+                from .codecs import crypto
+
+                sink = crypto.EncryptSink(f, enc_key, enc_mode)
+                try:
+                    write_ckpt(sink, records, split=split, dtypes=dtypes)
+                    sink.close()
+                except BaseException:
+                    sink.abort()
+                    raise
+            else:
+                write_ckpt(FileSink(f), records, crc=crc_check, split=split, dtypes=dtypes)
+    except BaseException:
+        logger.critical(
+            "Failed to save the checkpoint file %s. Maybe don't have the permission to write "
+            "files, or the disk space is insufficient and so on. The previous file, if any, is "
+            "unchanged.", path,
+        )
+        raise
+
+
+def save_checkpoint(
+    save_obj: Any,
+    ckpt_file_name: Any,
+    integrated_save: bool = True,
+    async_save: bool | str = False,
+    append_dict: dict[str, Any] | None = None,
+    enc_key: bytes | None = None,
+    enc_mode: str = "AES-GCM",
+    choice_func: Callable[[str], Any] | None = None,
+    crc_check: bool = False,
+    format: str = "ckpt",  # noqa: A002 - MindSpore's keyword
+    **kwargs: Any,
+) -> None:
+    """Save ``save_obj`` (Cell, list, dict, torch module or state_dict) to a checkpoint file.
+
+    MindSpore 2.10's signature and checks.  Differences: the old file is replaced only once the
+    new one is complete and on disk; zero-size tensors are kept; ``crc_check`` with ``enc_key``
+    and bad keys or modes are refused before anything is written; async errors are raised.
+    """
+    if format not in FORMATS:
+        raise ValueError(
+            "For 'save_checkpoint', the format must be 'safetensors' or 'ckpt', but got "
+            f"{format}."
+        )
+    if not isinstance(save_obj, (Cell, list, dict)) and not is_torch_module(save_obj):
+        raise TypeError(
+            "For 'save_checkpoint', the parameter 'save_obj' must be nn.Cell, list or dict, but "
+            f"got {type(save_obj)}."
+        )
+    path = _resolve_save_path(ckpt_file_name, format)
+    _check_bool(integrated_save)
+    mode = check_async_save(async_save)
+    validate_append_dict(append_dict)
+    _check_isinstance("enc_key", enc_key, (type(None), bytes))
+    _check_isinstance("enc_mode", enc_mode, str)
+    _check_isinstance("crc_check", crc_check, bool)
+    remove_redundancy = kwargs.get("remove_redundancy")
+    _check_isinstance("remove_redundancy", remove_redundancy, (type(None), bool))
+    if format == "safetensors":
+        for name, value, default in (
+            ("enc_key", enc_key, None),
+            ("enc_mode", enc_mode, "AES-GCM"),
+            ("map_param_inc", kwargs.get("incremental", False), False),
+            ("global_step_num", kwargs.get("global_step_num"), None),
+        ):
+            if value != default:
+                raise ValueError(
+                    "For 'save_checkpoint', when format is 'safetensors', the parameter "
+                    f"'{name}' must be set to default value '{default}', but got '{value}'."
+                )
+    check_cipher(enc_key, enc_mode, crc_check)
+    values, dtypes = collect(save_obj, choice_func, append_dict)
+    write = functools.partial(
+        _write_records, path, format, crc_check=crc_check, enc_key=enc_key, enc_mode=enc_mode,
+        remove_redundancy=remove_redundancy, dtypes=dtypes, split="rows" if mode else "bytes",
+    )
+    if mode is not None:
+        from . import _async
+
+        _async.submit(list(values.items()), write, mode)
+        return
+    write(list(values.items()))
+
+
+def _write_records(path: str, fmt: str, records: list[tuple[str, Any]], **kw: Any) -> None:
+    write_file(path, fmt, records, **kw)
+
+
+# --------------------------------------------------------------------------- load
+
+
+def _check_prefix(prefix: Any) -> tuple[str, ...] | None:
+    if prefix is None:
+        return None
+    if isinstance(prefix, str):
+        prefix = (prefix,)
+    if not isinstance(prefix, (list, tuple)):
+        raise TypeError(
+            "For 'load_checkpoint', the type of 'specify_prefix' or 'filter_prefix' must be "
+            f"string, list[string] or tuple[string], but got {type(prefix)}."
+        )
+    if not prefix:
+        raise ValueError(
+            "For 'load_checkpoint', the argument 'specify_prefix' or 'filter_prefix' can't be "
+            "empty when 'specify_prefix' or 'filter_prefix' is list or tuple."
+        )
+    for i, p in enumerate(prefix):
+        if not isinstance(p, str):
+            raise TypeError(
+                "For 'load_checkpoint', when 'specify_prefix' or 'filter_prefix' is list or "
+                f"tuple, the element in it must be string, but got {type(p)} at index {i}."
+            )
+        if p == "":
+            raise ValueError(
+                "For 'load_checkpoint', the value of 'specify_prefix' or 'filter_prefix' can't "
+                "include ''."
+            )
+    return tuple(prefix)
+
+
+def _selector(
+    path: str,
+    specify: tuple[str, ...] | None,
+    filt: tuple[str, ...] | None,
+    choice_func: Callable[[str], Any] | None,
+) -> Callable[[str], bool]:
+    if specify is not None or filt is not None:
+        def by_prefix(name: str) -> bool:
+            if specify is not None and not name.startswith(specify):
+                return False
+            return not (filt is not None and name.startswith(filt))
+        return by_prefix
+    if choice_func is None:
+        return lambda _name: True
+
+    def by_func(name: str) -> bool:
+        try:
+            return bool(choice_func(name))
+        except Exception as e:
+            raise ValueError(
+                f"{e}\nFor 'load_checkpoint', failed to load the checkpoint file {path}."
+            ) from e
+    return by_func
+
+
+def _check_load_file(ckpt_file_name: Any, fmt: str) -> str | io.BytesIO:
+    if fmt not in FORMATS:
+        raise ValueError(
+            "For 'load_checkpoint', the checkpoint file should end with '.ckpt' or "
+            "'.safetensors', please input the correct 'format'."
+        )
+    if isinstance(ckpt_file_name, io.BytesIO):
+        if fmt == "ckpt":
+            raise TypeError("ckpt don't support BytesIO as input type, please change to safetensors.")
+        return ckpt_file_name
+    if isinstance(ckpt_file_name, os.PathLike):
+        ckpt_file_name = os.fspath(ckpt_file_name)
+    if not isinstance(ckpt_file_name, str):
+        raise TypeError(
+            "For 'load_checkpoint', the argument 'ckpt_file_name' must be string, but got "
+            f"{type(ckpt_file_name)}."
+        )
+    if not ckpt_file_name.endswith(fmt):
+        raise ValueError(
+            "For 'load_checkpoint', the checkpoint file format must same with 'format', but got "
+            f"file_name:'{ckpt_file_name}', format:'{fmt}'"
+        )
+    path = os.path.realpath(ckpt_file_name)
+    if not os.path.exists(path):
+        raise CheckpointNotFoundError(
+            f"For 'load_checkpoint', the checkpoint file: {path} does not exist, please check "
+            "whether the 'ckpt_file_name' is correct."
+        )
+    if os.path.isdir(path):
+        raise CheckpointNotFoundError(
+            f"For 'load_checkpoint', the checkpoint file: {path} is a directory, not a "
+            "checkpoint file; pass the path of a file inside it."
+        )
+    return path
+
+
+def read_file(
+    path: str,
+    fmt: str = "ckpt",
+    select: Callable[[str], bool] = lambda _n: True,
+    *,
+    dec_key: bytes | None = None,
+    dec_mode: str = "AES-GCM",
+    crc_check: bool = False,
+) -> dict[str, Entry | str | list]:
+    """Read the entries of a checkpoint file (no argument checks; used by the API and tools)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise CheckpointNotFoundError(f"For 'load_checkpoint', {path} is not a regular file.")
+        if fmt == "safetensors":
+            if hasattr(os, "posix_fadvise"):
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+            entries, _meta = read_safetensors((fd, size), path, select, crc_check=crc_check)
+            return dict(entries)
+        head = os.pread(fd, 4, 0)
+        cipher = _CIPHER_MAGICS.get(head)
+        if cipher is None and dec_key is not None:
+            raise DecryptionError(
+                f"Failed to read the checkpoint file {path}: dec_key was given but the file is "
+                "not encrypted (it does not start with an AES-GCM, AES-CBC or SM4-CBC block). "
+                "Load it without dec_key."
+            )
+        if cipher is not None and dec_key is None:
+            raise DecryptionError(
+                f"Failed to read the checkpoint file {path}: the file is encrypted with "
+                f"{cipher}; pass dec_key=<the key used to save it> and dec_mode='{cipher}'."
+            )
+        if cipher is None:
+            if hasattr(os, "posix_fadvise"):
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+            reader = ByteReader(fd=fd, size=size, track_crc=crc_check)
+            return read_ckpt(reader, path, select, crc_check=crc_check)
+        from .codecs import crypto
+
+        with open(fd, "rb", buffering=0, closefd=False) as f:
+            source = crypto.DecryptSource(f, dec_key, dec_mode, path=path)
+            try:
+                reader = ByteReader(stream=source, track_crc=crc_check)
+                return read_ckpt(reader, path, select, crc_check=crc_check)
+            finally:
+                source.close()
+    finally:
+        os.close(fd)
+
+
+def _as_parameters(entries: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, e in entries.items():
+        if isinstance(e, Entry):
+            out[name] = Parameter(Tensor(e.array, dtype=e.dtype), name=name)
+        else:
+            out[name] = e
+    return out
+
+
+def load_checkpoint(
+    ckpt_file_name: Any,
+    net: Any = None,
+    strict_load: bool = False,
+    filter_prefix: Any = None,
+    dec_key: bytes | None = None,
+    dec_mode: str = "AES-GCM",
+    specify_prefix: Any = None,
+    choice_func: Callable[[str], Any] | None = None,
+    crc_check: bool = False,
+    remove_redundancy: bool = False,
+    format: str = "ckpt",  # noqa: A002 - MindSpore's keyword
+) -> dict[str, Any]:
+    """Load a checkpoint into ``{name: Parameter | str}``; optionally into ``net`` too.
+
+    Reads with bounded memory: payloads go straight from the file (or the decrypting stream)
+    into the returned arrays.  Truncated, inconsistent or tampered files raise ``FormatError``,
+    ``ChecksumError`` or ``DecryptionError`` (all ``ValueError``) naming the file and parameter.
+    """
+    specify = _check_prefix(specify_prefix)
+    filt = _check_prefix(filter_prefix)
+    _check_isinstance("dec_key", dec_key, (type(None), bytes))
+    _check_isinstance("dec_mode", dec_mode, str)
+    _check_isinstance("crc_check", crc_check, bool)
+    _check_isinstance("remove_redundancy", remove_redundancy, bool)
+    if format == "safetensors":
+        for name, value, default in (("dec_key", dec_key, None), ("dec_mode", dec_mode, "AES-GCM")):
+            if value != default:
+                raise ValueError(
+                    "For 'load_checkpoint', when format is 'safetensors', the parameter "
+                    f"'{name}' must be set to default value '{default}', but got '{value}'."
+                )
+    if specify is not None:
+        logger.warning("For load_checkpoint, this parameter `specity_prefix` will be deprecated, "
+                       "please use `choice_func` instead.")
+    if filt is not None:
+        logger.warning("For load_checkpoint, this parameter `filter_prefix` will be deprecated, "
+                       "please use `choice_func` instead.")
+    target = _check_load_file(ckpt_file_name, format)
+    if isinstance(target, io.BytesIO):
+        label = str(type(target))
+        select = _selector(label, None, None, choice_func)
+        entries, _ = read_safetensors(target.getbuffer(), label, select, crc_check=crc_check)
+    else:
+        if format == "safetensors":
+            specify = filt = None  # MindSpore ignores the prefixes for safetensors
+        select = _selector(target, specify, filt, choice_func)
+        entries = read_file(target, format, select, dec_key=dec_key, dec_mode=dec_mode,
+                            crc_check=crc_check)
+    if not entries:
+        raise ValueError(
+            "The loaded parameter dict is empty after filter or specify, please check whether "
+            "'filter_prefix' or 'specify_prefix' are set correctly."
+        )
+    params = _as_parameters(entries)
+    if net is not None:
+        load_param_into_net(net, params, strict_load, remove_redundancy)
+    return params
+
+
+class ParamDictFuture:
+    """What ``load_checkpoint_async`` returns: ``result()`` blocks and gives the dict."""
+
+    def __init__(self, executor: ThreadPoolExecutor, future: Any):
+        self.executor = executor
+        self.param_dict_future = future
+
+    def result(self) -> dict[str, Any]:
+        try:
+            return self.param_dict_future.result()
+        finally:
+            self.executor.shutdown(wait=False)
+
+
+def load_checkpoint_async(
+    ckpt_file_name: str,
+    net: Any = None,
+    strict_load: bool = False,
+    filter_prefix: Any = None,
+    dec_key: bytes | None = None,
+    dec_mode: str = "AES-GCM",
+    specify_prefix: Any = None,
+    choice_func: Callable[[str], Any] | None = None,
+) -> ParamDictFuture:
+    """Load in a background thread; the format follows the file's suffix."""
+    fmt = "safetensors" if ckpt_file_name.endswith(".safetensors") else "ckpt"
+    executor = ThreadPoolExecutor(max_workers=2)
+    future = executor.submit(
+        load_checkpoint, ckpt_file_name, net, strict_load, filter_prefix, dec_key, dec_mode,
+        specify_prefix, choice_func, format=fmt,
+    )
+    return ParamDictFuture(executor, future)
+
+
+# --------------------------------------------------------------------------- load into net
+
+
+def _net_targets(net: Any) -> list[tuple[str, Any]]:
+    """(name, target) for every parameter of ``net``, in MindSpore's order."""
+    if isinstance(net, Cell):
+        return [(p.name, p) for p in net.get_parameters()]
+    return list(net.state_dict(keep_vars=True).items())
+
+
+def _type_of(target: Any) -> T.Type:
+    if isinstance(target, Tensor):
+        return target.dtype
+    t = T.dtype_of_torch(target.dtype)
+    if t is None:
+        raise TypeError(f"mindckpt cannot load into a torch tensor of dtype {target.dtype}")
+    return t
+
+
+def _value_array(value: Any) -> tuple[np.ndarray, T.Type]:
+    if isinstance(value, Tensor):
+        return value.asnumpy(), value.dtype
+    arr = to_numpy(value)
+    t = T.dtype_of_numpy(arr.dtype)
+    if t is None:
+        raise TypeError(f"unsupported dtype {arr.dtype}")
+    return arr, t
+
+
+def _plan_update(name: str, target: Any, value: Any, strict_load: bool) -> np.ndarray:
+    """The array to put into ``target``, converted as MindSpore would; raises RuntimeError."""
+    arr, ckpt_t = _value_array(value)
+    net_t = _type_of(target)
+    net_shape = tuple(target.shape)
+    if tuple(arr.shape) != net_shape:
+        extra = arr.shape[len(net_shape):]
+        if (len(arr.shape) > len(net_shape) and tuple(arr.shape[:len(net_shape)]) == net_shape
+                and all(d == 1 for d in extra)):
+            arr = arr.reshape(net_shape)  # MindSpore means to squeeze trailing 1-dims
+        else:
+            logger.critical("Failed to combine the net and the parameters for param %s.", name)
+            raise RuntimeError(
+                f"For 'load_param_into_net', {name} in the argument 'net' should have the same "
+                f"shape as {name} in the argument 'parameter_dict'. But got its shape "
+                f"{net_shape} in the argument 'net' and shape {tuple(arr.shape)} in the argument "
+                "'parameter_dict'.May you need to check whether the checkpoint you loaded is "
+                "correct or the batch size and so on in the 'net' and 'parameter_dict' are same."
+            )
+    if ckpt_t != net_t:
+        same_family = ({ckpt_t.name, net_t.name} <= _FLOAT_FAMILY
+                       or {ckpt_t.name, net_t.name} <= _INT_FAMILY)
+        if strict_load or not same_family:
+            raise RuntimeError(
+                f"For 'load_param_into_net', {name} in the argument 'net' should have the same "
+                f"type as {name} in the argument 'parameter_dict'. but got its type {net_t} in "
+                f"the argument 'net' and type {ckpt_t} in the argument 'parameter_dict'.May you "
+                "need to check whether the checkpoint you loaded is correct."
+            )
+        logger.warning(
+            "The type of %s:%s in 'parameter_dict' is different from the type of it in 'net':%s, "
+            "then the type convert from %s to %s in the network. May consume additional memory "
+            "and time", name, ckpt_t, net_t, ckpt_t, net_t,
+        )
+        arr = arr.astype(net_t.np_dtype)
+    return arr
+
+
+def _apply(target: Any, arr: np.ndarray, net_type: T.Type) -> None:
+    if isinstance(target, Parameter):
+        target.set_data(Tensor(arr, dtype=net_type))
+        return
+    import torch
+
+    if arr.dtype == T.bfloat16.np_dtype:
+        src = torch.from_numpy(np.ascontiguousarray(arr).view(np.int16)).view(torch.bfloat16)
+    else:
+        src = torch.from_numpy(np.ascontiguousarray(arr))
+    with torch.no_grad():
+        target.copy_(src.reshape(target.shape))
+
+
+def load_param_into_net(
+    net: Any,
+    parameter_dict: dict[str, Any],
+    strict_load: bool = False,
+    remove_redundancy: bool = False,
+) -> tuple[list[str], list[str]]:
+    """Copy ``parameter_dict`` into ``net`` (Cell or torch module); return the names not loaded.
+
+    Returns ``(param_not_load, ckpt_not_load)`` as MindSpore does.  Unlike MindSpore, every
+    shape and dtype is checked before anything changes, so a failing call leaves ``net`` as it
+    was.
+    """
+    if not isinstance(net, Cell) and not is_torch_module(net):
+        raise TypeError(
+            "For 'load_param_into_net', the argument 'net' should be a Cell, but got "
+            f"{type(net)}."
+        )
+    if not isinstance(parameter_dict, dict):
+        raise TypeError(
+            "For 'load_param_into_net', the argument 'parameter_dict' should be a dict, but got "
+            f"{type(parameter_dict)}."
+        )
+    for key, value in parameter_dict.items():
+        if not isinstance(key, str) or not (
+            isinstance(value, (Tensor, str, list, np.ndarray)) or is_torch_tensor(value)
+        ):
+            raise TypeError(
+                "For 'parameter_dict', the element in the argument 'parameter_dict' should be a "
+                f"'str' and 'Parameter' , but got {type(key)} and {type(value)}."
+            )
+    _check_bool(strict_load)
+    _check_isinstance("remove_redundancy", remove_redundancy, bool)
+    if remove_redundancy:
+        raise TypeError(
+            "The deduplication feature for loading checkpoint can only be used in parallel "
+            "scenarios, but got stand_alone."
+        )
+    targets = _net_targets(net)
+    plan: list[tuple[Any, np.ndarray, T.Type]] = []
+    param_not_load: list[str] = []
+    ckpt_not_load = list(parameter_dict)
+    consumed: set[str] = set()
+    for name, target in targets:
+        if name in parameter_dict:
+            value = parameter_dict[name]
+            if isinstance(value, (str, list)):
+                continue
+            plan.append((target, _plan_update(name, target, value, strict_load), _type_of(target)))
+            consumed.add(name)
+        elif not name.startswith("accu_grads"):
+            param_not_load.append(name)
+    if not strict_load and param_not_load:
+        by_name = dict(targets)
+        tried: set[str] = set()
+        while param_not_load:
+            prefix = None
+            for missing in param_not_load:
+                for key in parameter_dict:
+                    if key.endswith(missing):
+                        prefix = key[: len(key) - len(missing)]
+                        break
+                if prefix is not None:
+                    break
+            if prefix is None or prefix == param_not_load[0] or prefix in tried:
+                break
+            tried.add(prefix)
+            logger.warning("For 'load_param_into_net', remove parameter prefix name: %s, "
+                           "continue to load.", prefix)
+            for name in list(param_not_load):
+                value = parameter_dict.get(prefix + name)
+                if value is None or isinstance(value, (str, list)):
+                    continue
+                target = by_name[name]
+                plan.append((target, _plan_update(name, target, value, strict_load),
+                             _type_of(target)))
+                param_not_load.remove(name)
+    for target, arr, net_type in plan:
+        _apply(target, arr, net_type)
+    ckpt_not_load = [k for k in ckpt_not_load if k not in consumed]
+    if param_not_load:
+        logger.warning(
+            "For 'load_param_into_net', %d parameters in the 'net' are not loaded, because they "
+            "are not in the 'parameter_dict', please check whether the network structure is "
+            "consistent when training and loading checkpoint.", len(param_not_load))
+        logger.warning("%s are not loaded.", param_not_load)
+    return param_not_load, ckpt_not_load

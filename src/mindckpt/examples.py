@@ -1,0 +1,23 @@
+"""Networks used by the examples in MindSpore's documentation."""
+
+from __future__ import annotations
+
+from . import nn
+
+__all__ = ["LeNet5"]
+
+
+class LeNet5(nn.Cell):
+    """MindSpore's documentation LeNet5 (``docs/mindspore/code/lenet.py``): same parameter
+    names, shapes and order."""
+
+    def __init__(self, num_class: int = 10, num_channel: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(num_channel, 6, 5, pad_mode="valid")
+        self.conv2 = nn.Conv2d(6, 16, 5, pad_mode="valid")
+        self.fc1 = nn.Dense(16 * 5 * 5, 120)
+        self.fc2 = nn.Dense(120, 84)
+        self.fc3 = nn.Dense(84, num_class)
+        self.relu = nn.ReLU()
+        self.max_pool2d = nn.MaxPool2d(kernel_size=2, stride=2)
+        self.flatten = nn.Flatten()

@@ -1,0 +1,1 @@
+"""File formats: ``ckpt`` (MindSpore protobuf records) and ``safetensors``."""

@@ -1,0 +1,530 @@
+"""MindSpore ``.ckpt`` files: protobuf records, optional CRC trailer.
+
+Byte layout (MindSpore 2.10, checked against the real library)::
+
+    file    := record* [trailer]
+    record  := 0a len(value) value                     one serialized ``Checkpoint`` message
+    value   := 0a len(tag) tag                         Checkpoint.Value.tag, UTF-8 name
+               12 len(tensor) tensor                   Checkpoint.Value.tensor (TensorProto)
+    tensor  := (08 varint(dim))*                       dims, one key per dim, none for scalars
+               12 len(type) type                       "Float32", "BFloat16", "Int4", "str" ...
+               1a len(content) content                 raw little-endian C-order bytes
+    trailer := "crc_num" crc32(records) as 10-byte big-endian
+
+* A payload larger than 512 MiB (``SLICE_BYTES``) is written as several consecutive records
+  with the same tag and the full dims, its bytes cut every 512 MiB (``split="bytes"``, what a
+  synchronous MindSpore save does) or with ``numpy.array_split`` along axis 0 into
+  ``ceil(nbytes / 512 MiB)`` parts (``split="rows"``, what MindSpore's async save does).
+  A reader joins consecutive records of one tag.
+* ``str`` values: dims ``[0]``, type ``str``, content UTF-32-LE (``numpy.array(s).tobytes()``).
+* Zero-size tensors: MindSpore writes no record at all (the entry is lost); mindckpt writes one
+  record with empty content and reads it back with its shape.
+* The reader accepts any valid protobuf encoding of the same schema (packed dims, unknown
+  fields, several values per message), as MindSpore does, but unlike MindSpore it checks every
+  length against the file, refuses content that does not match its shape and dtype, and finds
+  the CRC trailer by structure, so a tensor whose bytes end in ``crc_num`` is no trap.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .. import tensor as T
+from ..errors import ChecksumError, FormatError
+from ..storage.local import ByteReader
+from ._wire import EGROUP, I32, I64, LEN, SGROUP, VARINT, decode_varint, encode_varint
+
+__all__ = [
+    "SLICE_BYTES",
+    "CRC_MAGIC",
+    "write_ckpt",
+    "read_ckpt",
+    "content_view",
+    "Entry",
+]
+
+SLICE_BYTES = 536_870_912  # 512 MiB
+CRC_MAGIC = b"crc_num"
+TRAILER_LEN = len(CRC_MAGIC) + 10
+_COALESCE = 1 << 20  # small records are gathered into writes of about this size
+_MAP_TYPES = {"int32": np.int32, "float32": np.float32, "float16": np.float16, "float64": np.float64}
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def content_view(arr: np.ndarray) -> memoryview:
+    """The C-order little-endian bytes of ``arr`` as a flat byte view (copies only if needed)."""
+    if arr.dtype.byteorder == ">":
+        arr = arr.astype(arr.dtype.newbyteorder("<"))
+    if not arr.flags.c_contiguous:
+        arr = np.ascontiguousarray(arr)
+    return memoryview(arr.reshape(-1).view(np.uint8))
+
+
+def _header(tag: bytes, dims: Iterable[int], type_name: bytes, content_len: int) -> bytes:
+    tensor_head = b"".join(b"\x08" + encode_varint(d) for d in dims)
+    tensor_head += b"\x12" + encode_varint(len(type_name)) + type_name
+    tensor_head += b"\x1a" + encode_varint(content_len)
+    tensor_len = len(tensor_head) + content_len
+    value_head = b"\x0a" + encode_varint(len(tag)) + tag + b"\x12" + encode_varint(tensor_len)
+    value_len = len(value_head) + tensor_len
+    return b"\x0a" + encode_varint(value_len) + value_head + tensor_head
+
+
+def _chunks(arr: np.ndarray, split: str) -> list[memoryview]:
+    """The content of one entry cut into records' payloads (MindSpore's two slicing rules)."""
+    nbytes = arr.nbytes
+    if split == "rows" and arr.ndim > 0 and nbytes / 1024 > 524288:
+        k = math.ceil(nbytes / SLICE_BYTES)
+        return [content_view(part) for part in np.array_split(arr, k)]
+    mv = content_view(arr)
+    if nbytes <= SLICE_BYTES:
+        return [mv]
+    return [mv[i:i + SLICE_BYTES] for i in range(0, nbytes, SLICE_BYTES)]
+
+
+def _type_name(name: str, arr: np.ndarray, dtype: T.Type | None) -> str:
+    if dtype is not None:
+        return dtype.name
+    t = T.dtype_of_numpy(arr.dtype)
+    if t is None:
+        raise TypeError(
+            f"Cannot save '{name}': numpy dtype {arr.dtype} has no MindSpore checkpoint type; "
+            "convert it to one of " + ", ".join(str(d.np_dtype) for d in T.DTYPES[:13])
+        )
+    return t.name
+
+
+class _Coalescer:
+    """Gathers small writes into ~1 MiB writes; large payloads go straight through."""
+
+    def __init__(self, sink: Any, crc: bool):
+        self.sink = sink
+        self.buf = bytearray()
+        self.crc = 0 if crc else None
+
+    def write(self, data: Any) -> None:
+        if self.crc is not None:
+            self.crc = zlib.crc32(data, self.crc)
+        if len(data) >= _COALESCE:
+            self.flush()
+            self.sink.write(data)
+            return
+        self.buf += data
+        if len(self.buf) >= _COALESCE:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.buf:
+            self.sink.write(self.buf)
+            self.buf = bytearray()
+
+
+def write_ckpt(
+    sink: Any,
+    records: Iterable[tuple[str, Any]],
+    *,
+    crc: bool = False,
+    split: str = "bytes",
+    dtypes: dict[str, T.Type] | None = None,
+) -> int:
+    """Write ``records`` (``(name, ndarray | str)``) as a ``.ckpt`` body to ``sink``.
+
+    ``sink.write`` must take every byte it is given (``FileSink``, ``EncryptSink``).  ``dtypes`` overrides the stored type of an entry (``Int4``).  Returns the
+    number of records written.
+    """
+    w = _Coalescer(sink, crc)
+    count = 0
+    for name, value in records:
+        tag = name.encode("utf-8")
+        if isinstance(value, str):
+            payload = np.array(value).tobytes()
+            w.write(_header(tag, (0,), b"str", len(payload)))
+            w.write(payload)
+            count += 1
+            continue
+        arr = value
+        type_name = _type_name(name, arr, (dtypes or {}).get(name)).encode()
+        dims = arr.shape
+        for chunk in _chunks(arr, split):
+            w.write(_header(tag, dims, type_name, len(chunk)))
+            if len(chunk):
+                w.write(chunk)
+            count += 1
+    if crc:
+        body_crc = w.crc
+        w.write(CRC_MAGIC + int(body_crc).to_bytes(10, "big"))
+    w.flush()
+    return count
+
+
+# --------------------------------------------------------------------------- reading
+
+
+@dataclass
+class Entry:
+    """One tensor read from a file: its MindSpore dtype and its array."""
+
+    dtype: T.Type
+    array: np.ndarray
+
+
+@dataclass
+class _Run:
+    """A tensor being filled from one or more consecutive records."""
+
+    tag: str
+    type_name: str
+    dims: tuple[int, ...]
+    dtype: T.Type | None  # None for str
+    array: np.ndarray | None
+    flat: memoryview | None
+    nbytes: int
+    filled: int = 0
+    text: bytearray | None = None  # str payloads
+
+
+class _Parser:
+    def __init__(self, r: ByteReader, path: str, select: Callable[[str], bool]):
+        self.r = r
+        self.path = path
+        self.select = select
+        self.out: dict[str, Any] = {}
+        self.run: _Run | None = None
+        self._selected: dict[str, bool] = {}
+
+    # -- errors
+    def fail(self, what: str, tag: str | None = None, fix: str | None = None) -> FormatError:
+        where = f", parameter '{tag}'" if tag is not None else ""
+        fix = fix or (
+            "The file is truncated or damaged: restore it from a copy, or re-save it."
+        )
+        return FormatError(
+            f"Failed to read the checkpoint file {self.path}. The file may be corrupted, and the "
+            f"content cannot be parsed: {what} (at byte {self.r.pos}{where}). {fix}"
+        )
+
+    # -- primitive reads
+    def varint(self) -> int:
+        head = self.r.peek(10)
+        try:
+            value, n = decode_varint(head, 0)
+        except (IndexError, ValueError):
+            raise self.fail("a varint runs past the end of the file or is longer than 10 bytes") from None
+        self.r.read(n)
+        return value
+
+    def exact(self, n: int, what: str, tag: str | None = None) -> bytes:
+        if n > self.r.remaining_bound():
+            raise self.fail(f"{what} claims {n} bytes but the file has fewer left", tag)
+        data = self.r.read(n)
+        if len(data) != n:
+            raise self.fail(f"{what} is cut short ({len(data)} of {n} bytes)", tag)
+        return data
+
+    def skip_field(self, wire: int, end: int, tag: str | None = None) -> None:
+        if wire == VARINT:
+            self.varint()
+        elif wire == I64:
+            self.exact(8, "a fixed64 field", tag)
+        elif wire == I32:
+            self.exact(4, "a fixed32 field", tag)
+        elif wire == LEN:
+            n = self.varint()
+            self.check_within(n, end, "an unknown field", tag)
+            if self.r.skip(n) != n:
+                raise self.fail("an unknown field is cut short", tag)
+        else:
+            raise self.fail(f"unsupported protobuf wire type {wire}", tag)
+
+    def check_within(self, n: int, end: int | None, what: str, tag: str | None = None) -> None:
+        if end is not None and self.r.pos + n > end:
+            raise self.fail(f"{what} of {n} bytes overruns its enclosing message", tag)
+        if n > self.r.remaining_bound():
+            raise self.fail(f"{what} claims {n} bytes but the file has fewer left", tag)
+
+    def wanted(self, tag: str) -> bool:
+        got = self._selected.get(tag)
+        if got is None:
+            got = self._selected[tag] = bool(self.select(tag))
+        return got
+
+    # -- structure
+    def parse(self) -> tuple[dict[str, Any], int | None]:
+        """Parse the whole body; return the entries and the stored CRC (None if no trailer)."""
+        r = self.r
+        while True:
+            if r.at_eof():
+                self.finish_run()
+                return self.out, None
+            if r.peek(1) == b"c":
+                self.finish_run()
+                body_crc = r.crc
+                r.track_crc = False
+                trailer = r.read(TRAILER_LEN)
+                if len(trailer) != TRAILER_LEN or not trailer.startswith(CRC_MAGIC):
+                    raise self.fail("bytes after the last record are neither a record nor a CRC trailer")
+                if not r.at_eof():
+                    raise self.fail("bytes follow the CRC trailer")
+                r.crc = body_crc
+                return self.out, int.from_bytes(trailer[len(CRC_MAGIC):], "big")
+            k = self.varint()
+            field, wire = k >> 3, k & 7
+            if field == 1 and wire == LEN:
+                n = self.varint()
+                self.check_within(n, None, "a record")
+                self.value(r.pos + n)
+            elif wire in (SGROUP, EGROUP):
+                raise self.fail("bytes after the last record are neither a record nor a CRC trailer")
+            else:
+                self.skip_field(wire, None)
+
+    def value(self, end: int) -> None:
+        r = self.r
+        tag: str | None = None
+        pending: tuple[str, tuple[int, ...], bytes] | None = None  # tensor seen before its tag
+        while r.pos < end:
+            k = self.varint()
+            field, wire = k >> 3, k & 7
+            if field == 1 and wire == LEN:
+                n = self.varint()
+                self.check_within(n, end, "a parameter name")
+                raw = self.exact(n, "a parameter name")
+                try:
+                    tag = raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise self.fail(f"a parameter name is not valid UTF-8: {raw[:40]!r}") from None
+            elif field == 2 and wire == LEN:
+                n = self.varint()
+                self.check_within(n, end, "a tensor", tag)
+                if tag is None:
+                    pending = self.tensor_buffered(r.pos + n)
+                else:
+                    self.tensor(r.pos + n, tag)
+            elif field == 3 and wire == LEN:
+                n = self.varint()
+                self.check_within(n, end, "a map tensor", tag)
+                self.map_tensor(r.pos + n, tag)
+            else:
+                self.skip_field(wire, end, tag)
+        if r.pos != end:
+            raise self.fail("a record's fields overrun its length", tag)
+        if pending is not None:
+            if tag is None:
+                raise self.fail("a record has a tensor but no name")
+            type_name, dims, content = pending
+            self.content(tag, type_name, dims, len(content), content)
+        elif tag is None:
+            raise self.fail("a record has no name")
+
+    def tensor_header(self, end: int, tag: str | None) -> tuple[list[int], str | None, int | None]:
+        """Parse TensorProto fields up to its content; return dims, type, content length."""
+        r = self.r
+        dims: list[int] = []
+        type_name: str | None = None
+        while r.pos < end:
+            k = self.varint()
+            field, wire = k >> 3, k & 7
+            if field == 1 and wire == VARINT:
+                dims.append(self.varint())
+            elif field == 1 and wire == LEN:  # packed dims
+                n = self.varint()
+                self.check_within(n, end, "packed dims", tag)
+                stop = r.pos + n
+                while r.pos < stop:
+                    dims.append(self.varint())
+            elif field == 2 and wire == LEN:
+                n = self.varint()
+                self.check_within(n, end, "a tensor type", tag)
+                type_name = self.exact(n, "a tensor type", tag).decode("utf-8", "replace")
+            elif field == 3 and wire == LEN:
+                n = self.varint()
+                self.check_within(n, end, "tensor content", tag)
+                return dims, type_name, n
+            else:
+                self.skip_field(wire, end, tag)
+        return dims, type_name, None
+
+    def tensor(self, end: int, tag: str) -> None:
+        dims, type_name, n = self.tensor_header(end, tag)
+        if n is None:
+            raise self.fail("a tensor has no content field", tag)
+        if self.r.pos + n == end and type_name is not None:
+            self.content(tag, type_name, tuple(dims), n, None)
+            return
+        # unusual field order: content before the type or dims; buffer this one record
+        content = self.exact(n, "tensor content", tag)
+        more_dims, more_type, extra = self.tensor_header(end, tag)
+        if extra is not None:
+            raise self.fail("a tensor has two content fields", tag)
+        type_name = more_type or type_name
+        if type_name is None:
+            raise self.fail("a tensor has no type", tag)
+        self.content(tag, type_name, tuple(dims + more_dims), n, content)
+
+    def tensor_buffered(self, end: int) -> tuple[str, tuple[int, ...], bytes]:
+        dims, type_name, n = self.tensor_header(end, None)
+        if n is None:
+            raise self.fail("a tensor has no content field")
+        content = self.exact(n, "tensor content")
+        more_dims, more_type, _ = self.tensor_header(end, None)
+        type_name = more_type or type_name
+        if type_name is None:
+            raise self.fail("a tensor has no type")
+        return type_name, tuple(dims + more_dims), content
+
+    def content(
+        self, tag: str, type_name: str, dims: tuple[int, ...], n: int, data: bytes | None
+    ) -> None:
+        """Route ``n`` content bytes (in the file at the cursor, or ``data``) to their entry."""
+        r = self.r
+        run = self.run
+        if run is not None and run.tag != tag:
+            self.finish_run()
+            run = None
+        if not self.wanted(tag):
+            if data is None and r.skip(n) != n:
+                raise self.fail("tensor content is cut short", tag)
+            return
+        if any(d >= 1 << 63 for d in dims):
+            raise self.fail(f"negative dimension in shape {tuple(d - (1 << 64) if d >= 1 << 63 else d for d in dims)}", tag)
+        if type_name == T.STR_TYPE_NAME:
+            payload = data if data is not None else self.exact(n, "string content", tag)
+            if run is not None and run.text is not None:
+                run.text += payload
+            else:
+                self.finish_run()
+                self.run = _Run(tag, type_name, dims, None, None, None, 0, text=bytearray(payload))
+            return
+        dtype = T.dtype_of_name(type_name)
+        if dtype is None:
+            raise self.fail(
+                f"unknown tensor type {type_name!r}", tag,
+                "mindckpt reads Float16/32/64, BFloat16, Int8-64, UInt8-64, Bool, Int4 and str; "
+                "convert this tensor before saving it.",
+            )
+        if run is not None and (run.text is None) and run.filled < run.nbytes:
+            # continuation of a sliced tensor
+            if dims != run.dims or type_name != run.type_name:
+                raise self.fail(
+                    f"a slice has shape {dims} {type_name} but the tensor started as "
+                    f"{run.dims} {run.type_name}", tag)
+            if run.filled + n > run.nbytes:
+                raise self.fail(
+                    f"slices hold more bytes than shape {run.dims} {type_name} needs "
+                    f"({run.filled + n} > {run.nbytes})", tag)
+            self.fill(run, n, data)
+            return
+        if run is not None and run.text is None and n == 0 and dims == run.dims:
+            return  # an empty trailing slice (MindSpore's async save of a (1, N) tensor)
+        if run is not None:
+            raise self.fail("a record repeats a complete tensor right after it", tag)
+        shape = dims
+        if dims == (0,) and n == dtype.itemsize:
+            shape = ()  # MindSpore reads dims [0] as a scalar
+        nbytes = math.prod(shape) * dtype.itemsize
+        if nbytes > n + max(0, self.r.remaining_bound() - (0 if data is not None else n)):
+            raise self.fail(
+                f"shape {shape} {type_name} needs {nbytes} bytes but the file has only "
+                f"{n + max(0, self.r.remaining_bound() - n)} left", tag)
+        if n > nbytes:
+            raise self.fail(
+                f"content is {n} bytes but shape {shape} {type_name} needs {nbytes}", tag)
+        arr = np.empty(shape, dtype=dtype.np_dtype)
+        flat = memoryview(arr.reshape(-1).view(np.uint8)) if nbytes else None
+        self.run = _Run(tag, type_name, dims, dtype, arr, flat, nbytes)
+        self.fill(self.run, n, data)
+
+    def fill(self, run: _Run, n: int, data: bytes | None) -> None:
+        if n == 0:
+            return
+        dst = run.flat[run.filled:run.filled + n]  # type: ignore[index]
+        if data is not None:
+            dst[:] = data
+        elif self.r.readinto(dst) != n:
+            raise self.fail("tensor content is cut short", run.tag)
+        run.filled += n
+
+    def finish_run(self) -> None:
+        run, self.run = self.run, None
+        if run is None:
+            return
+        if run.text is not None:
+            n = len(run.text) // 4
+            if len(run.text) % 4:
+                raise self.fail("a string's content is not a whole number of UTF-32 units", run.tag)
+            self.out[run.tag] = str(np.frombuffer(bytes(run.text), dtype=f"<U{max(n, 1)}")[0]) if n else ""
+            return
+        if run.filled != run.nbytes:
+            raise self.fail(
+                f"content is {run.filled} bytes but shape {run.dims} {run.type_name} needs "
+                f"{run.nbytes}", run.tag)
+        assert run.dtype is not None and run.array is not None  # noqa: S101 - set together above
+        self.out[run.tag] = Entry(run.dtype, run.array)
+
+    def map_tensor(self, end: int, tag: str | None) -> None:
+        r = self.r
+        parts: list[np.ndarray] = []
+        while r.pos < end:
+            k = self.varint()
+            field, wire = k >> 3, k & 7
+            if field == 1 and wire == LEN:
+                n = self.varint()
+                self.check_within(n, end, "a map tensor part", tag)
+                type_name, dims, content = self.tensor_buffered(r.pos + n)
+                np_t = _MAP_TYPES.get(type_name)
+                if np_t is None:
+                    raise self.fail(f"unknown map tensor type {type_name!r}", tag)
+                a = np.frombuffer(content, dtype=np.dtype(np_t).newbyteorder("<"))
+                if a.size != math.prod(dims):
+                    raise self.fail(f"map tensor part does not match its shape {dims}", tag)
+                parts.append(a.reshape(dims).copy())
+            else:
+                self.skip_field(wire, end, tag)
+        if tag is None:
+            raise self.fail("a map tensor has no name")
+        self.finish_run()
+        if not self.wanted(tag):
+            return
+        prev = self.out.get(tag)
+        if isinstance(prev, list) and len(prev) == len(parts) and list(self.out)[-1] == tag:
+            parts = [np.concatenate([a, b]) for a, b in zip(prev, parts)]
+        self.out[tag] = parts
+
+
+def read_ckpt(
+    reader: ByteReader,
+    path: str,
+    select: Callable[[str], bool] = lambda _name: True,
+    *,
+    crc_check: bool = False,
+) -> dict[str, Entry | str | list]:
+    """Parse a plain ``.ckpt`` body from ``reader``; keep the names ``select`` accepts.
+
+    Returns ``{name: Entry | str | list}`` in file order.  With ``crc_check`` the reader must
+    track the CRC (``ByteReader(track_crc=True)``); a missing or wrong trailer raises
+    ``ChecksumError``.
+    """
+    parser = _Parser(reader, path, select)
+    out, stored = parser.parse()
+    if crc_check:
+        if stored is None:
+            raise ChecksumError(
+                f"For 'load_checkpoint', the ckpt file {path} does not contain a crc code, so "
+                "crc_check=True cannot verify it (it may be truncated, or it was saved without "
+                "crc_check). Load it with crc_check=False if you trust it."
+            )
+        if stored != reader.crc:
+            raise ChecksumError(
+                f"For 'load_checkpoint', the crc check is failed, please check whether the ckpt "
+                f"file is damaged: {path} stores crc {stored} but its content has crc "
+                f"{reader.crc}. Restore the file from a copy."
+            )
+    return out

@@ -1,0 +1,1 @@
+"""Where bytes land and where they come from: atomic local files and bounded readers."""

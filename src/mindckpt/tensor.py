@@ -1,0 +1,307 @@
+"""Tensor, Parameter and the dtype table.
+
+One table maps each MindSpore dtype name (as stored in ``TensorProto.tensor_type`` and shown in
+reprs) to its numpy dtype, its safetensors code and its torch dtype name.  Everything else in the
+package goes through :func:`dtype_of_name`, :func:`dtype_of_numpy` and :func:`to_numpy`.
+
+``Tensor`` and ``Parameter`` are thin wrappers around a numpy array: ``asnumpy()`` returns the
+array itself (no copy), so loading a checkpoint never copies a tensor a second time.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any
+
+import ml_dtypes
+import numpy as np
+
+__all__ = [
+    "Type",
+    "Tensor",
+    "Parameter",
+    "float16",
+    "float32",
+    "float64",
+    "bfloat16",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "uint8",
+    "uint16",
+    "uint32",
+    "uint64",
+    "bool_",
+    "qint4x2",
+]
+
+
+@dataclass(frozen=True, eq=False)
+class Type:
+    """A MindSpore dtype (``mindspore.float32`` ...). ``str()`` and ``repr()`` give its name."""
+
+    name: str  # MindSpore name: "Float32"
+    np_dtype: np.dtype  # storage dtype, little-endian
+    st_code: str | None  # safetensors code, None when safetensors cannot hold it
+    torch_name: str | None  # attribute of the torch module
+    kind: str  # "float", "int", "uint", "bool" (families used by load_param_into_net)
+
+    @property
+    def itemsize(self) -> int:
+        return self.np_dtype.itemsize
+
+    def __repr__(self) -> str:
+        return self.name
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Type):
+            return self.name == other.name
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.name)
+
+
+def _t(name: str, np_dtype: Any, st: str | None, torch_name: str | None, kind: str) -> Type:
+    return Type(name, np.dtype(np_dtype).newbyteorder("<"), st, torch_name, kind)
+
+
+float16 = _t("Float16", np.float16, "F16", "float16", "float")
+float32 = _t("Float32", np.float32, "F32", "float32", "float")
+float64 = _t("Float64", np.float64, "F64", "float64", "float")
+bfloat16 = _t("BFloat16", ml_dtypes.bfloat16, "BF16", "bfloat16", "float")
+int8 = _t("Int8", np.int8, "I8", "int8", "int")
+int16 = _t("Int16", np.int16, "I16", "int16", "int")
+int32 = _t("Int32", np.int32, "I32", "int32", "int")
+int64 = _t("Int64", np.int64, "I64", "int64", "int")
+uint8 = _t("UInt8", np.uint8, "U8", "uint8", "uint")
+uint16 = _t("UInt16", np.uint16, "U16", "uint16", "uint")
+uint32 = _t("UInt32", np.uint32, "U32", "uint32", "uint")
+uint64 = _t("UInt64", np.uint64, "U64", "uint64", "uint")
+bool_ = _t("Bool", np.bool_, "BOOL", "bool", "bool")
+# MindSpore's qint4x2: one stored byte per element, nothing packed (format-spec §4.2).
+qint4x2 = _t("Int4", np.int8, "I8", None, "int")
+
+DTYPES: tuple[Type, ...] = (
+    float16, float32, float64, bfloat16,
+    int8, int16, int32, int64,
+    uint8, uint16, uint32, uint64,
+    bool_, qint4x2,
+)  # fmt: skip
+
+_BY_NAME = {t.name: t for t in DTYPES}
+_BY_NUMPY = {t.np_dtype: t for t in DTYPES if t is not qint4x2}
+_BY_ST = {t.st_code: t for t in DTYPES if t is not qint4x2}
+STR_TYPE_NAME = "str"
+
+
+def dtype_of_name(name: str) -> Type | None:
+    """The dtype stored under ``tensor_type`` ``name`` (case-sensitive), or None."""
+    return _BY_NAME.get(name)
+
+
+def dtype_of_st(code: str) -> Type | None:
+    return _BY_ST.get(code)
+
+
+_BY_TORCH = {f"torch.{t.torch_name}": t for t in DTYPES if t.torch_name}
+
+
+def dtype_of_torch(torch_dtype: Any) -> Type | None:
+    """The MindSpore dtype of a torch dtype (``torch.float32`` -> Float32), or None."""
+    return _BY_TORCH.get(str(torch_dtype))
+
+
+def dtype_of_numpy(dt: np.dtype) -> Type | None:
+    """The MindSpore dtype of a numpy dtype (any byte order), or None if it has none."""
+    dt = np.dtype(dt)
+    if dt.byteorder == ">":
+        dt = dt.newbyteorder("<")
+    return _BY_NUMPY.get(dt)
+
+
+def _as_type(dtype: Any) -> Type:
+    if isinstance(dtype, Type):
+        return dtype
+    t = dtype_of_numpy(np.dtype(dtype))
+    if t is None:
+        raise TypeError(f"mindckpt has no MindSpore dtype for numpy dtype {np.dtype(dtype)}")
+    return t
+
+
+def is_torch_tensor(x: Any) -> bool:
+    t = type(x)
+    return t.__module__.startswith("torch") and t.__name__ in ("Tensor", "Parameter")
+
+
+def torch_to_numpy(x: Any) -> np.ndarray:
+    """A numpy array for a torch tensor: a view for CPU tensors (bfloat16 via a uint16 view)."""
+    import torch
+
+    x = x.detach()
+    if x.device.type != "cpu":
+        x = x.cpu()
+    if x.dtype == torch.bfloat16:
+        return x.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
+    return x.numpy()
+
+
+def to_numpy(x: Any) -> np.ndarray:
+    """A numpy view (no copy when possible) of a Tensor, Parameter, ndarray or torch tensor."""
+    if isinstance(x, Tensor):
+        return x._array
+    if isinstance(x, np.ndarray):
+        return x
+    if is_torch_tensor(x):
+        return torch_to_numpy(x)
+    return np.asarray(x)
+
+
+class Tensor:
+    """A MindSpore-like tensor backed by a numpy array."""
+
+    __slots__ = ("_array", "_dtype")
+
+    def __init__(self, input_data: Any = None, dtype: Any = None, shape: Any = None, init: Any = None):
+        if input_data is None:
+            if shape is None:
+                raise TypeError("Tensor needs input_data, or a shape and a dtype")
+            t = _as_type(dtype if dtype is not None else float32)
+            arr = np.zeros(tuple(shape), dtype=t.np_dtype)
+        elif isinstance(input_data, Tensor):
+            arr = input_data._array
+            t = input_data._dtype
+        else:
+            arr = to_numpy(input_data)
+            if arr.dtype == np.float64 and isinstance(input_data, float):
+                arr = arr.astype(np.float32)  # MindSpore: Tensor(1.5) is Float32
+            t = None
+        if dtype is not None:
+            t = _as_type(dtype)
+            if arr.dtype != t.np_dtype:
+                arr = arr.astype(t.np_dtype)
+        if t is None:
+            t = _as_type(arr.dtype)
+        if arr.dtype.byteorder == ">":
+            arr = arr.astype(arr.dtype.newbyteorder("<"))
+        object.__setattr__(self, "_array", arr)
+        object.__setattr__(self, "_dtype", t)
+
+    # numpy-like surface
+    def asnumpy(self) -> np.ndarray:
+        """The backing numpy array (not a copy)."""
+        return self._array
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        return self._array if dtype is None else self._array.astype(dtype)
+
+    @property
+    def dtype(self) -> Type:
+        return self._dtype
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self._array.shape)
+
+    @property
+    def ndim(self) -> int:
+        return self._array.ndim
+
+    @property
+    def size(self) -> int:
+        return int(self._array.size)
+
+    @property
+    def nbytes(self) -> int:
+        return int(self._array.nbytes)
+
+    @property
+    def itemsize(self) -> int:
+        return self._dtype.itemsize
+
+    def astype(self, dtype: Any) -> Tensor:
+        return Tensor(self._array.astype(_as_type(dtype).np_dtype))
+
+    def __len__(self) -> int:
+        return len(self._array)
+
+    def __repr__(self) -> str:
+        return (
+            f"Tensor(shape={list(self.shape)}, dtype={self._dtype.name}, value="
+            f"{_format_value(self._array, self._dtype)})"
+        )
+
+    def __str__(self) -> str:
+        return str(self._array)
+
+
+def _format_value(a: np.ndarray, t: Type) -> str:
+    if a.ndim == 0:
+        return f" {a.item()}"
+    if t.kind == "float" and t is not bfloat16:
+        digits = 4 if t is float16 else 8
+        body = np.array2string(
+            a, separator=", ", formatter={"float_kind": lambda x: f"{x: .{digits}e}"}, threshold=1000
+        )
+    else:
+        body = np.array2string(a, separator=", ", threshold=1000)
+    return (" " if a.ndim == 1 else "\n") + body
+
+
+_param_ids = itertools.count(1)
+
+
+class Parameter(Tensor):
+    """A named, trainable Tensor, printed exactly as MindSpore prints it."""
+
+    __slots__ = ("name", "requires_grad", "layerwise_parallel", "parallel_optimizer", "__weakref__")
+
+    def __init__(
+        self,
+        default_input: Any,
+        name: str | None = None,
+        requires_grad: bool = True,
+        layerwise_parallel: bool = False,
+        parallel_optimizer: bool = True,
+    ):
+        super().__init__(default_input)
+        if name is None or name == "":
+            name = f"Parameter#{next(_param_ids)}"
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "requires_grad", bool(requires_grad))
+        object.__setattr__(self, "layerwise_parallel", layerwise_parallel)
+        object.__setattr__(self, "parallel_optimizer", parallel_optimizer)
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        if key == "name" and not isinstance(value, str):
+            raise TypeError(f"The type of the Parameter's name should be 'str', but got {type(value)}.")
+        object.__setattr__(self, key, value)
+
+    @property
+    def data(self) -> Parameter:
+        return self
+
+    def set_data(self, data: Any, slice_shape: bool = False) -> Parameter:
+        """Replace the data (any Tensor, ndarray or torch tensor); keep name and requires_grad."""
+        new = Tensor(data)
+        object.__setattr__(self, "_array", new._array)
+        object.__setattr__(self, "_dtype", new._dtype)
+        return self
+
+    def init_data(self, *args: Any, **kwargs: Any) -> Parameter:
+        return self
+
+    def clone(self, init: str = "same") -> Parameter:
+        return Parameter(self._array.copy(), self.name, self.requires_grad)
+
+    def __repr__(self) -> str:
+        return (
+            f"Parameter (name={self.name}, shape={self.shape}, dtype={self._dtype.name}, "
+            f"requires_grad={self.requires_grad})"
+        )
+
+    __str__ = __repr__
