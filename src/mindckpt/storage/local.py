@@ -63,10 +63,11 @@ class AtomicFile:
     the final file (0400 by default).
     """
 
-    def __init__(self, path: str, mode: int = READ_ONLY, durable: bool = True):
+    def __init__(self, path: str, mode: int = READ_ONLY, durable: bool | None = None):
         self.path = path
         self.mode = mode
-        self.durable = durable
+        # MINDCKPT_FSYNC=0 skips fsync (scratch disks, benchmarks); the rename stays atomic
+        self.durable = os.environ.get("MINDCKPT_FSYNC", "1") != "0" if durable is None else durable
         self.tmp_path: str | None = None
         self.file: BinaryIO | None = None
 
