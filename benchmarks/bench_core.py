@@ -36,10 +36,12 @@ ROOT = os.path.dirname(HERE)
 
 def model_spec(size_mib: int) -> list[tuple[str, tuple[int, ...]]]:
     """A transformer-like list of (name, shape) totalling about size_mib MiB of float32."""
-    hidden = 2048
+    hidden = 1024
+    vocab = 32000
     per_layer = 4 * hidden * hidden + 2 * hidden * 4 * hidden  # attention + MLP matrices
-    layers = max(1, round(size_mib * 2**20 / 4 / per_layer))
-    spec = []
+    embed = vocab * hidden if size_mib >= 512 else 0
+    layers = max(1, round((size_mib * 2**20 / 4 - embed) / per_layer))
+    spec = [("embed.weight", (vocab, hidden))] if embed else []
     for i in range(layers):
         p = f"layers.{i}."
         for m in ("q", "k", "v", "o"):
@@ -156,6 +158,9 @@ def child(args: argparse.Namespace) -> None:
     res: dict = {}
     if args.op == "save":
         model = build_model(args.size_mib)
+        if os.path.exists(path):  # every library starts from a fresh target: replacing an
+            os.chmod(path, 0o600)  # existing file makes ext4 flush on rename (auto_da_alloc)
+            os.remove(path)
         case_save(args.lib, {k: v[:1] for k, v in list(model.items())[:2]},
                   path + ".warmup" + EXT[args.lib])  # imports and first-call costs
         base = _status("VmRSS:")
