@@ -265,7 +265,7 @@ def main() -> None:
                          "peak": med(res, "peak"), "largest": res[0].get("largest")}
         os.remove(os.path.join(d, f"{lib}{EXT[lib]}"))
     gib = nbytes / 2**30
-    print(f"\n| case | returned s | durable s | GiB/s | peak +MiB | x MindSpore | x raw |")
+    print("\n| case | returned s | durable s | GiB/s | peak +MiB | x MindSpore | x raw |")
     print("|---|---|---|---|---|---|---|")
     for tag, r in rows.items():
         lib, op = tag.split(".")[0], tag.split(".", 1)[1]

@@ -495,7 +495,7 @@ class _Parser:
             return
         prev = self.out.get(tag)
         if isinstance(prev, list) and len(prev) == len(parts) and list(self.out)[-1] == tag:
-            parts = [np.concatenate([a, b]) for a, b in zip(prev, parts)]
+            parts = [np.concatenate([a, b]) for a, b in zip(prev, parts, strict=False)]
         self.out[tag] = parts
 
 
