@@ -5,7 +5,8 @@
 and the dtypes, with files that MindSpore 2.10 reads and writes.
 """
 
-from . import nn
+from . import nn, train
+from ._async import async_ckpt_thread_status
 from ._api import (
     CheckpointNotFoundError,
     load_checkpoint,
@@ -14,6 +15,7 @@ from ._api import (
     save_checkpoint,
 )
 from .errors import AsyncSaveError, CheckpointError, ChecksumError, DecryptionError, FormatError
+from .train import Callback, CheckpointConfig, ModelCheckpoint, RunContext
 from .tensor import (
     Parameter,
     Tensor,
@@ -37,6 +39,12 @@ __version__ = "0.1.0"
 
 __all__ = [
     "nn",
+    "train",
+    "CheckpointConfig",
+    "ModelCheckpoint",
+    "Callback",
+    "RunContext",
+    "async_ckpt_thread_status",
     "save_checkpoint",
     "load_checkpoint",
     "load_checkpoint_async",

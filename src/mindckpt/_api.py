@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _async
 from . import tensor as T
 from .collect import collect, is_torch_module, validate_append_dict
 from .errors import CheckpointError, DecryptionError
@@ -217,10 +218,9 @@ def save_checkpoint(
         remove_redundancy=remove_redundancy, dtypes=dtypes, split="rows" if mode else "bytes",
     )
     if mode is not None:
-        from . import _async
-
         _async.submit(list(values.items()), write, mode)
         return
+    _async.wait()  # a pending async save finishes (or raises) before a synchronous one starts
     write(list(values.items()))
 
 

@@ -52,11 +52,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     os.makedirs(workdir, exist_ok=True)
     print(f"== seed examples (LeNet5), files in {workdir}")
     _seed_demo(workdir)
-    try:
-        from . import demo as training_demo
-    except ImportError:
-        return 0
-    print("== training loop with ModelCheckpoint")
+    from . import demo as training_demo
+
+    print("\n== training loop with ModelCheckpoint, async saves, a crash and a resume")
     return int(training_demo.main(["--dir", os.path.join(workdir, "train")]) or 0)
 
 

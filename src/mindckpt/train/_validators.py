@@ -1,0 +1,84 @@
+"""MindSpore's shared argument checks, with their exact messages (api-behavior.md section 2)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+__all__ = [
+    "check_non_negative_int",
+    "check_bool",
+    "check_isinstance",
+    "check_async_save",
+    "is_network",
+    "ENC_MODES",
+    "check_enc_key_length",
+]
+
+ENC_MODES = ("AES-GCM", "AES-CBC", "SM4-CBC")
+
+
+def check_non_negative_int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise TypeError(
+            f"The input value must be int and must >= 0, but got '{value}' with type 'bool'."
+        )
+    if not isinstance(value, int):
+        raise TypeError(f"The input value must be int, but got '{type(value).__name__}'")
+    if value < 0:
+        raise ValueError(
+            f"The input value must be int and must >= 0, but got '{value}' with type 'int'."
+        )
+    return value
+
+
+def check_bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"The input value must be a bool, but got {type(value).__name__}.")
+    return value
+
+
+def check_isinstance(name: str, value: Any, classes: type | tuple[type, ...]) -> Any:
+    if not isinstance(value, classes):
+        shown = classes if isinstance(classes, type) else tuple(classes)
+        raise ValueError(f"The parameter '{name}' must be isinstance of {shown}, but got {value}.")
+    return value
+
+
+def check_async_save(async_save: Any) -> Any:
+    if not isinstance(async_save, (bool, str)):
+        raise TypeError(
+            f"For 'save_checkpoint', the parameter 'async_save' must be bool or str, "
+            f"but got {type(async_save)}."
+        )
+    if isinstance(async_save, str) and async_save not in ("process", "thread"):
+        raise ValueError(
+            f"For 'save_checkpoint', the argument 'async_save' can only be 'process' or 'thread',"
+            f"but got {async_save}."
+        )
+    return async_save
+
+
+def is_network(obj: Any) -> bool:
+    """A mindckpt ``nn.Cell`` or a ``torch.nn.Module`` (torch is never imported for this)."""
+    try:
+        from mindckpt.nn import Cell
+    except ImportError:  # core not importable: fall back to the protocol
+        Cell = None  # noqa: N806
+    if Cell is not None and isinstance(obj, Cell):
+        return True
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(obj, torch.nn.Module):
+        return True
+    return False
+
+
+def check_enc_key_length(enc_key: bytes, enc_mode: str, api: str) -> None:
+    """Deviation: MindSpore checks the key only while writing (after deleting the old file)."""
+    allowed = (16,) if enc_mode == "SM4-CBC" else (16, 24, 32)
+    if len(enc_key) not in allowed:
+        lengths = " or ".join(str(n) for n in allowed)
+        raise ValueError(
+            f"For '{api}', the 'enc_key' for {enc_mode} must be {lengths} bytes long, "
+            f"but got {len(enc_key)} bytes."
+        )

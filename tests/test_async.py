@@ -1,0 +1,202 @@
+"""mindckpt._async: snapshot consistency, one save in flight, errors raised at a known call."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import ml_dtypes
+import numpy as np
+import pytest
+
+from mindckpt import _async
+from mindckpt.errors import AsyncSaveError
+
+
+@pytest.fixture(autouse=True)
+def _drain():
+    _async.wait()
+    yield
+    try:
+        _async.wait()
+    except AsyncSaveError:
+        pass
+
+
+def _npz_writer(path):
+    """write(records) -> an .npz of the records (strings stored as 0-d unicode arrays)."""
+
+    def write(records):
+        arrays = {name: (np.array(v) if isinstance(v, str) else np.array(v)) for name, v in records}
+        tmp = path + ".part"
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+
+    return write
+
+
+@pytest.mark.parametrize("mode", ["thread", True, "process"])
+def test_snapshot_is_taken_at_submit(tmp_path, mode):
+    a = np.arange(1000, dtype=np.float32)
+    b = np.ones((7, 5), dtype=np.int64)[:, ::2]  # non-contiguous view
+    c = np.array(3.5, dtype=ml_dtypes.bfloat16)  # 0-d bf16
+    d = np.zeros((0, 3), dtype=np.float16)  # zero-size
+    gate = threading.Event()
+    path = str(tmp_path / "snap.npz")
+    inner = _npz_writer(path)
+
+    def slow_write(records):
+        gate.wait(5) if mode != "process" else time.sleep(0.3)
+        inner(records)
+
+    records = [("a", a), ("b", b), ("c", c), ("d", d), ("s", "text")]
+    expect = {k: np.array(v, copy=True) for k, v in records if not isinstance(v, str)}
+    _async.submit(records, slow_write, mode)
+    # Mutate everything right after submit returns.
+    a[:] = -1
+    b[:] = -1
+    c[...] = -1
+    gate.set()
+    _async.wait()
+    with np.load(path) as z:
+        for k, v in expect.items():
+            got = z[k]
+            if k == "c":
+                got = got.view(ml_dtypes.bfloat16) if got.dtype != v.dtype else got
+            np.testing.assert_array_equal(got.astype(np.float64), v.astype(np.float64))
+            assert got.shape == v.shape
+        assert str(z["s"]) == "text"
+
+
+def test_arena_is_reused_and_grows_only_when_needed():
+    calls = []
+    _async.submit([("x", np.ones(1 << 20, np.uint8))], calls.append, "thread")
+    _async.wait()
+    buf1 = _async._arena.buffer
+    cap1 = _async._arena.capacity
+    assert cap1 >= 1 << 20
+    _async.submit([("x", np.ones(1000, np.uint8))], calls.append, "thread")
+    _async.wait()
+    assert _async._arena.buffer is buf1  # smaller save: same buffer
+    _async.submit([("x", np.ones(cap1 + 1, np.uint8))], calls.append, "thread")
+    _async.wait()
+    assert _async._arena.capacity > cap1
+    # records handed to write() are views into the arena, not fresh copies
+    assert calls[-1][0][1].base is not None
+
+
+@pytest.mark.parametrize("mode", ["thread", "process"])
+def test_background_error_raised_at_wait_once(mode):
+    def boom(records):
+        raise OSError(28, "No space left on device")
+
+    _async.submit([("a", np.zeros(3))], boom, mode)
+    with pytest.raises(AsyncSaveError, match="No space left on device") as info:
+        _async.wait()
+    if mode == "thread":
+        assert isinstance(info.value.__cause__, OSError)
+    _async.wait()  # raised once only
+
+
+@pytest.mark.parametrize("mode", ["thread", "process"])
+def test_background_error_raised_at_next_save_which_does_not_start(tmp_path, mode):
+    def boom(records):
+        raise ValueError("Encrypt failed")
+
+    _async.submit([("a", np.zeros(3))], boom, mode)
+    ran = []
+    with pytest.raises(AsyncSaveError, match="Encrypt failed"):
+        _async.submit([("a", np.zeros(3))], ran.append, mode)
+    time.sleep(0.1)
+    assert not ran
+    _async.submit([("a", np.zeros(3))], ran.append, "thread")
+    _async.wait()
+    assert len(ran) == 1
+
+
+def test_one_save_in_flight_next_one_waits():
+    order = []
+    release = threading.Event()
+
+    def first(records):
+        release.wait(5)
+        order.append("first")
+
+    def second(records):
+        order.append("second")
+
+    _async.submit([("a", np.zeros(1))], first, "thread")
+    assert _async.thread_status()
+    t = threading.Thread(target=_async.submit, args=([("a", np.zeros(1))], second, "thread"))
+    t.start()
+    time.sleep(0.2)
+    assert order == []  # the second submit is blocked behind the first save
+    release.set()
+    t.join(5)
+    _async.wait()
+    assert order == ["first", "second"]
+    assert not _async.thread_status()
+
+
+def test_process_status_and_killed_child():
+    def sleeper(records):
+        time.sleep(30)
+
+    _async.submit([("a", np.zeros(1))], sleeper, "process")
+    assert _async.thread_status()
+    os.kill(_async._job.pid, 9)
+    with pytest.raises(AsyncSaveError, match="signal 9"):
+        _async.wait()
+    assert not _async.thread_status()
+
+
+def test_deprecated_status_warns():
+    with pytest.warns(DeprecationWarning, match="deprecated from version 2.5"):
+        assert _async.async_ckpt_thread_status() is False
+
+
+def test_bad_value_type_rejected_in_caller():
+    with pytest.raises(TypeError, match="record 'x'"):
+        _async.submit([("x", [1, 2])], lambda r: None, "thread")
+
+
+@pytest.mark.parametrize("mode", ["thread", "process"])
+def test_error_at_exit_is_printed_and_exit_status_nonzero(mode):
+    code = textwrap.dedent(
+        f"""
+        import numpy as np, time
+        from mindckpt import _async
+        def boom(records):
+            time.sleep(0.2)
+            raise OSError(28, "No space left on device")
+        _async.submit([("a", np.zeros(3))], boom, {mode!r})
+        print("main done", flush=True)
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "main done" in proc.stdout
+    assert proc.returncode == 1
+    assert "No space left on device" in proc.stderr
+    assert "AsyncSaveError" in proc.stderr
+
+
+def test_successful_save_at_exit_completes(tmp_path):
+    path = tmp_path / "late.bin"
+    code = textwrap.dedent(
+        f"""
+        import numpy as np, time
+        from mindckpt import _async
+        def slow(records):
+            time.sleep(0.5)
+            open({str(path)!r}, "wb").write(records[0][1].tobytes())
+        _async.submit([("a", np.arange(4, dtype=np.uint8))], slow, "thread")
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert path.read_bytes() == bytes([0, 1, 2, 3])
