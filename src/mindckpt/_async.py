@@ -54,6 +54,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from mindckpt.errors import AsyncSaveError
+from mindckpt.tensor import dtype_of_torch, is_device_tensor, is_torch_tensor, torch_to_numpy
 
 __all__ = ["submit", "wait", "thread_status", "async_ckpt_thread_status", "ASYNC_THREAD_NAME"]
 
@@ -81,6 +82,7 @@ class _Arena:
         if nbytes <= self.capacity:
             return self.buffer
         size = -(-nbytes // _ARENA_GRANULE) * _ARENA_GRANULE
+        self._unpin()
         # Drop the old arena first so that peak memory stays at one arena.
         self.buffer = np.empty(0, dtype=np.uint8)
         self._mmap = None
@@ -99,25 +101,90 @@ class _Arena:
         return self.buffer
 
     def release(self) -> None:
+        self._unpin()
         self.buffer = np.empty(0, dtype=np.uint8)
         self._mmap = None
+
+    _pinned: int = 0  # address registered with CUDA (page-locked), 0 if none
+
+    def pin(self) -> None:
+        """Page-lock the arena for CUDA (once per mapping) so device-to-host copies run at
+        full bus speed; silently stays pageable where that is not possible."""
+        addr = self.buffer.ctypes.data if self.buffer.nbytes else 0
+        if not addr or self._pinned == addr:
+            return
+        self._unpin()
+        try:
+            import torch
+
+            err = torch.cuda.cudart().cudaHostRegister(addr, self.buffer.nbytes, 0)
+            if int(getattr(err, "value", err)) == 0:
+                self._pinned = addr
+        except Exception:  # noqa: BLE001 - pinning is an optimisation only
+            pass
+
+    def _unpin(self) -> None:
+        if self._pinned:
+            try:
+                import torch
+
+                torch.cuda.cudart().cudaHostUnregister(self._pinned)
+            except Exception:  # noqa: BLE001
+                pass
+            self._pinned = 0
 
 
 def _aligned(n: int) -> int:
     return -(-n // _ALIGN) * _ALIGN
 
 
-def _snapshot(records: Sequence[Record], arena: _Arena) -> list:
-    """Copy every array of ``records`` into the arena; return records that point into it."""
-    total = 0
-    for _name, value in records:
-        if isinstance(value, np.ndarray) and value.dtype.kind not in "OV":
-            total += _aligned(value.nbytes)
+def _snapshot(records: Sequence[Record], arena: _Arena, device_only: bool = False) -> list:
+    """Copy every array of ``records`` into the arena; return records that point into it.
+
+    torch tensors on the host are copied like arrays; tensors on a device (CUDA) are copied
+    straight from the device into the arena (page-locked once), then synchronised: one copy.
+    With ``device_only`` host values are passed through (the process mode's fork snapshots
+    them).
+    """
+    def nbytes_of(value: Any) -> int:
+        if isinstance(value, np.ndarray):
+            return 0 if value.dtype.kind in "OV" or device_only else value.nbytes
+        if is_device_tensor(value):
+            return value.numel() * value.element_size()
+        if is_torch_tensor(value) and not device_only:
+            return value.numel() * value.element_size()
+        return 0
+
+    total = sum(_aligned(nbytes_of(v)) for _n, v in records)
     buf = arena.reserve(total)
     staged: list = []
     offset = 0
+    synced: set = set()
     for name, value in records:
+        if is_device_tensor(value):
+            import torch
+
+            arena.pin()
+            t = dtype_of_torch(value.dtype)
+            if t is None:
+                raise TypeError(f"async save: record {name!r} has unsupported dtype {value.dtype}")
+            n = value.numel() * value.element_size()
+            slot = buf[offset : offset + n]
+            dst = torch.from_numpy(slot).view(value.dtype).view(value.shape)
+            dst.copy_(value, non_blocking=True)
+            synced.add(value.device)
+            staged.append((name, slot.view(t.np_dtype).reshape(tuple(value.shape))))
+            offset += _aligned(n)
+            continue
+        if is_torch_tensor(value):
+            if device_only:
+                staged.append((name, value))
+                continue
+            value = torch_to_numpy(value)
         if isinstance(value, np.ndarray):
+            if device_only:
+                staged.append((name, value))
+                continue
             if value.dtype.kind in "OV":  # object/void arrays cannot live in raw bytes
                 staged.append((name, np.array(value, copy=True)))
                 continue
@@ -133,8 +200,13 @@ def _snapshot(records: Sequence[Record], arena: _Arena) -> list:
         else:
             raise TypeError(
                 f"async save: record {name!r} has a value of type {type(value).__name__}; "
-                "expected numpy.ndarray, str or bytes"
+                "expected numpy.ndarray, torch.Tensor, str or bytes"
             )
+    if synced:
+        import torch
+
+        for device in synced:
+            torch.cuda.synchronize(device)
     return staged
 
 
@@ -308,7 +380,12 @@ def submit(records: Sequence[Record], write: Callable[[list], Any], mode: Any = 
 
 def _submit_process(records: Sequence[Record], write: Callable[[list], Any], target: str) -> None:
     global _job
-    staged = list(records)  # the fork is the snapshot: the child sees memory as it is now
+    # the fork is the snapshot of host memory; device tensors are copied to the host first
+    # (a forked child cannot use CUDA)
+    if any(is_device_tensor(v) for _n, v in records):
+        staged = _snapshot(records, _arena, device_only=True)
+    else:
+        staged = list(records)
     read_fd, write_fd = os.pipe()
     sys.stdout.flush()
     sys.stderr.flush()

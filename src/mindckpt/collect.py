@@ -1,7 +1,7 @@
-"""``save_obj`` -> ordered records ``(name, ndarray | str)``, as MindSpore orders them.
+"""``save_obj`` -> ordered records ``(name, ndarray | torch.Tensor | str)``, MindSpore's order.
 
-Arrays are views of the caller's data (Parameters, numpy arrays, CPU torch tensors): nothing is
-copied here.  A name given twice keeps its first position and its last value.
+Arrays are views of the caller's data (Parameters, numpy arrays) and torch tensors are kept as
+they are (detached): nothing is copied here.  A name given twice keeps its first position and its last value.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 
 from . import tensor as T
 from .nn import Cell
-from .tensor import Parameter, Tensor, is_torch_tensor, to_numpy
+from .tensor import Parameter, Tensor, is_torch_tensor
 
 __all__ = ["collect", "scalar_array", "is_torch_module", "validate_append_dict", "Records"]
 
@@ -55,8 +55,12 @@ def _value(name: str, value: Any, out: dict[str, Any], dtypes: dict[str, T.Type]
         out[name] = value.asnumpy()
         if value.dtype is T.qint4x2:
             dtypes[name] = T.qint4x2
-    elif isinstance(value, np.ndarray) or is_torch_tensor(value):
-        out[name] = to_numpy(value)
+    elif isinstance(value, np.ndarray):
+        out[name] = value
+    elif is_torch_tensor(value):
+        # kept as a tensor: the writer converts one at a time (a CUDA tensor is copied to the
+        # host only while it is written) and the async snapshot copies it once
+        out[name] = value.detach()
     elif isinstance(value, (bool, int, float, np.bool_)):
         out[name] = scalar_array(value, name)
     else:

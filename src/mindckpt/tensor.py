@@ -150,6 +150,19 @@ def torch_to_numpy(x: Any) -> np.ndarray:
     return x.numpy()
 
 
+def is_device_tensor(x: Any) -> bool:
+    """A torch tensor that lives off the host (CUDA, ...)."""
+    return is_torch_tensor(x) and x.device.type != "cpu"
+
+
+def meta(x: Any) -> tuple[tuple[int, ...], Type | None, int]:
+    """``(shape, dtype, nbytes)`` of an ndarray or torch tensor, without converting it."""
+    if is_torch_tensor(x):
+        return tuple(x.shape), dtype_of_torch(x.dtype), x.numel() * x.element_size()
+    a = x if isinstance(x, np.ndarray) else to_numpy(x)
+    return tuple(a.shape), dtype_of_numpy(a.dtype), int(a.nbytes)
+
+
 def to_numpy(x: Any) -> np.ndarray:
     """A numpy view (no copy when possible) of a Tensor, Parameter, ndarray or torch tensor."""
     if isinstance(x, Tensor):

@@ -135,7 +135,7 @@ def write_ckpt(
     split: str = "bytes",
     dtypes: dict[str, T.Type] | None = None,
 ) -> int:
-    """Write ``records`` (``(name, ndarray | str)``) as a ``.ckpt`` body to ``sink``.
+    """Write ``records`` (``(name, ndarray | torch.Tensor | str)``) as a ``.ckpt`` body.
 
     ``sink.write`` must take every byte it is given (``FileSink``, ``EncryptSink``).  ``dtypes`` overrides the stored type of an entry (``Int4``).  Returns the
     number of records written.
@@ -150,7 +150,7 @@ def write_ckpt(
             w.write(payload)
             count += 1
             continue
-        arr = value
+        arr = value if isinstance(value, np.ndarray) else T.to_numpy(value)
         type_name = _type_name(name, arr, (dtypes or {}).get(name)).encode()
         dims = arr.shape
         for chunk in _chunks(arr, split):

@@ -39,7 +39,8 @@ _RANK = {code: i for i, code in enumerate(_ENUM_ORDER)}
 _ZERO_RUN_LIMIT = 1 << 26
 
 
-def _crc_piece(arr: np.ndarray, crc: int) -> int:
+def _crc_piece(arr: Any, crc: int) -> int:
+    arr = arr if isinstance(arr, np.ndarray) else T.to_numpy(arr)
     if arr.ndim == 0 and arr.dtype.kind in "iu":
         v = int(arr)
         if 0 <= v <= _ZERO_RUN_LIMIT:  # bytes(np.array(v)) == b"\0" * v
@@ -56,13 +57,15 @@ def ms_crc(items: Iterable[tuple[str, np.ndarray]]) -> int:
     return crc
 
 
-def _code(name: str, arr: np.ndarray, dtype: T.Type | None) -> str:
-    t = dtype or T.dtype_of_numpy(arr.dtype)
+def _code(name: str, value: Any, dtype: T.Type | None) -> tuple[str, tuple[int, ...], int]:
+    shape, t, nbytes = T.meta(value)
+    t = dtype or t
     if t is None or t.st_code is None:
         raise TypeError(
-            f"Cannot save '{name}' as safetensors: dtype {arr.dtype} has no safetensors code"
+            f"Cannot save '{name}' as safetensors: dtype {getattr(value, 'dtype', '?')} has no "
+            "safetensors code"
         )
-    return t.st_code
+    return t.st_code, shape, nbytes
 
 
 def write_safetensors(
@@ -83,7 +86,7 @@ def write_safetensors(
                 "with format='ckpt' or drop it"
             )
     items = sorted(
-        ((name, arr, _code(name, arr, dtypes.get(name))) for name, arr in records),
+        ((name, arr, *_code(name, arr, dtypes.get(name))) for name, arr in records),
         key=lambda it: (-_RANK[it[2]], it[0]),
     )
     header: dict[str, Any] = {}
@@ -91,23 +94,23 @@ def write_safetensors(
         meta: dict[str, str] = {"format": "ms"}
         if remove_redundancy is not None:
             meta["remove_redundancy"] = str(bool(remove_redundancy))
-        for name, _arr, _c in items:
+        for name, *_rest in items:
             if dtypes.get(name) is T.qint4x2:
                 meta[name] = "Int4"
         if crc:
-            meta["crc_num"] = str(ms_crc((n, a) for n, a, _ in items))
+            meta["crc_num"] = str(ms_crc((it[0], it[1]) for it in items))
         header["__metadata__"] = meta
     offset = 0
-    for name, arr, code in items:
-        header[name] = {"dtype": code, "shape": list(arr.shape),
-                        "data_offsets": [offset, offset + arr.nbytes]}
-        offset += arr.nbytes
+    for name, _arr, code, shape, nbytes in items:
+        header[name] = {"dtype": code, "shape": list(shape),
+                        "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
     blob = json.dumps(header, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     blob += b" " * (-len(blob) % 8)
     sink.write(len(blob).to_bytes(8, "little") + blob)
-    for _name, arr, _code_ in items:
-        if arr.nbytes:
-            sink.write(content_view(arr))
+    for _name, arr, _code_, _shape, nbytes in items:
+        if nbytes:
+            sink.write(content_view(arr if isinstance(arr, np.ndarray) else T.to_numpy(arr)))
 
 
 def _fail(path: str, what: str) -> FormatError:
