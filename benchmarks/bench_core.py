@@ -161,8 +161,10 @@ def child(args: argparse.Namespace) -> None:
         if os.path.exists(path):  # every library starts from a fresh target: replacing an
             os.chmod(path, 0o600)  # existing file makes ext4 flush on rename (auto_da_alloc)
             os.remove(path)
-        case_save(args.lib, {k: v[:1] for k, v in list(model.items())[:2]},
-                  path + ".warmup" + EXT[args.lib])  # imports and first-call costs
+        warm = path + ".warmup" + EXT[args.lib]
+        case_save(args.lib, {k: v[:1] for k, v in list(model.items())[:2]}, warm)  # imports
+        os.chmod(warm, 0o600)
+        os.remove(warm)
         base = _status("VmRSS:")
         reset_peak()
         t0 = time.perf_counter()
