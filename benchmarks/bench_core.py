@@ -92,7 +92,11 @@ def drop_cache(path: str) -> None:
 # ---------------------------------------------------------------- cases (run in the child)
 
 
-def case_save(lib: str, model: dict[str, np.ndarray], path: str) -> None:
+KEY = bytes(range(32))
+
+
+def case_save(lib: str, model: dict[str, np.ndarray], path: str, enc: str | None = None) -> None:
+    kw = {"enc_key": KEY, "enc_mode": enc} if enc else {}
     if lib == "raw":
         with open(path, "wb") as f:
             for a in model.values():
@@ -100,12 +104,13 @@ def case_save(lib: str, model: dict[str, np.ndarray], path: str) -> None:
     elif lib == "mindckpt":
         import mindckpt as ms
 
-        ms.save_checkpoint({k: ms.Parameter(ms.Tensor(v), name=k) for k, v in model.items()}, path)
+        ms.save_checkpoint({k: ms.Parameter(ms.Tensor(v), name=k) for k, v in model.items()}, path,
+                           **kw)
     elif lib == "mindspore":
         import mindspore as mst
 
         mst.save_checkpoint({k: mst.Parameter(mst.Tensor(v), name=k) for k, v in model.items()},
-                            path)
+                            path, **kw)
     elif lib == "torch":
         import torch
 
@@ -118,7 +123,8 @@ def case_save(lib: str, model: dict[str, np.ndarray], path: str) -> None:
         raise ValueError(lib)
 
 
-def case_load(lib: str, path: str, spec: list) -> object:
+def case_load(lib: str, path: str, spec: list, enc: str | None = None) -> object:
+    kw = {"dec_key": KEY, "dec_mode": enc} if enc else {}
     if lib == "raw":
         out = []
         with open(path, "rb", buffering=0) as f:
@@ -130,11 +136,11 @@ def case_load(lib: str, path: str, spec: list) -> object:
     if lib == "mindckpt":
         import mindckpt as ms
 
-        return ms.load_checkpoint(path)
+        return ms.load_checkpoint(path, **kw)
     if lib == "mindspore":
         import mindspore as mst
 
-        return mst.load_checkpoint(path)
+        return mst.load_checkpoint(path, **kw)
     if lib == "torch":
         import torch
 
@@ -152,7 +158,8 @@ EXT = {"raw": ".bin", "mindckpt": ".ckpt", "mindspore": ".ckpt", "torch": ".pt",
 
 def child(args: argparse.Namespace) -> None:
     spec = model_spec(args.size_mib)
-    path = os.path.join(args.dir, f"{args.lib}{EXT[args.lib]}")
+    suffix = f".{args.enc}" if args.enc else ""
+    path = os.path.join(args.dir, f"{args.lib}{suffix}{EXT[args.lib]}")
     if args.lib != "mindspore":
         sys.path.insert(0, os.path.join(ROOT, "src"))
     res: dict = {}
@@ -168,7 +175,7 @@ def child(args: argparse.Namespace) -> None:
         base = _status("VmRSS:")
         reset_peak()
         t0 = time.perf_counter()
-        case_save(args.lib, model, path)
+        case_save(args.lib, model, path, args.enc)
         res["returned"] = time.perf_counter() - t0
         durable(path)
         res["durable"] = time.perf_counter() - t0
@@ -187,7 +194,7 @@ def child(args: argparse.Namespace) -> None:
         base = _status("VmRSS:")
         reset_peak()
         t0 = time.perf_counter()
-        out = case_load(args.lib, path, spec)
+        out = case_load(args.lib, path, spec, args.enc)
         res["returned"] = time.perf_counter() - t0
         res["peak"] = _status("VmHWM:") - base
         del out
@@ -209,9 +216,11 @@ def ms_python() -> str | None:
 
 
 def run_case(py: str, op: str, lib: str, size: int, d: str, cold: bool = False,
-             env: dict | None = None) -> dict:
+             env: dict | None = None, enc: str | None = None) -> dict:
     cmd = [py, os.path.abspath(__file__), "--child", "--op", op, "--lib", lib,
            "--size-mib", str(size), "--dir", d] + (["--cold"] if cold else [])
+    if enc:
+        cmd += ["--enc", enc]
     e = dict(os.environ, GLOG_v="3", **(env or {}))
     p = subprocess.run(cmd, capture_output=True, text=True, env=e)
     for line in p.stdout.splitlines():
@@ -230,6 +239,9 @@ def main() -> None:
     ap.add_argument("--op")
     ap.add_argument("--lib")
     ap.add_argument("--cold", action="store_true")
+    ap.add_argument("--enc", help="(child) encryption mode")
+    ap.add_argument("--enc-modes", default="AES-GCM",
+                    help="encrypted cases for mindckpt and MindSpore, comma-separated ('' for none)")
     args = ap.parse_args()
     if args.child:
         child(args)
@@ -246,47 +258,52 @@ def main() -> None:
     print(f"model: {len(spec)} float32 tensors, {nbytes / 2**30:.3f} GiB, largest "
           f"{max(int(np.prod(s)) * 4 for _, s in spec) / 2**20:.0f} MiB; {args.repeats} repeats, "
           f"median; dir {d}")
-    rows: dict[str, dict] = {}
+    rows: dict[tuple[str, str, str], dict] = {}
 
     def med(results: list[dict], key: str) -> float:
         return statistics.median(r[key] for r in results)
 
     for lib in libs:
         py = msp if lib == "mindspore" else sys.executable
-        cases = [("save", False, None)]
+        cases = [("save", False, None, None)]
         if lib == "mindckpt":
-            cases.append(("save", False, {"MINDCKPT_FSYNC": "0"}))
-        cases += [("load", False, None), ("load", True, None)]
-        for op, cold, env in cases:
-            res = [run_case(py, op, lib, args.size_mib, d, cold, env) for _ in range(args.repeats)]
-            tag = f"{lib}.{op}" + (".cold" if cold else ".warm" if op == "load" else "")
-            if env:
-                tag += ".nofsync"
-            rows[tag] = {"returned": med(res, "returned"),
-                         "durable": med(res, "durable") if op == "save" else None,
-                         "peak": med(res, "peak"), "largest": res[0].get("largest")}
-        os.remove(os.path.join(d, f"{lib}{EXT[lib]}"))
+            cases.append(("save", False, {"MINDCKPT_FSYNC": "0"}, None))
+        cases += [("load", False, None, None), ("load", True, None, None)]
+        if lib in ("mindckpt", "mindspore"):
+            for mode in filter(None, args.enc_modes.split(",")):
+                cases += [("save", False, None, mode), ("load", False, None, mode)]
+        for op, cold, env, enc in cases:
+            res = [run_case(py, op, lib, args.size_mib, d, cold, env, enc)
+                   for _ in range(args.repeats)]
+            variant = ("cold" if cold else "warm") if op == "load" else ""
+            variant = ".".join(filter(None, [variant, "nofsync" if env else "", enc or ""]))
+            rows[(lib, op, variant)] = {
+                "returned": med(res, "returned"),
+                "durable": med(res, "durable") if op == "save" else None,
+                "peak": med(res, "peak"), "largest": res[0].get("largest")}
+        for f in os.listdir(d):
+            if f.startswith(lib + "."):
+                os.remove(os.path.join(d, f))
     gib = nbytes / 2**30
     print("\n| case | returned s | durable s | GiB/s | peak +MiB | x MindSpore | x raw |")
     print("|---|---|---|---|---|---|---|")
-    for tag, r in rows.items():
-        lib, op = tag.split(".")[0], tag.split(".", 1)[1]
-        key = "durable" if op.startswith("save") else "returned"
-        base_op = "save" if op.startswith("save") else op
-        ms_r = rows.get(f"mindspore.{base_op}")
-        raw = rows.get(f"raw.{base_op}")
+    for (lib, op, variant), r in rows.items():
+        # saves compare durable times, except 'nofsync' rows which compare returned times
+        key = "durable" if op == "save" and "nofsync" not in variant else "returned"
+        peer_variant = variant.replace("nofsync", "").strip(".") or ""
+        ms_r = rows.get(("mindspore", op, peer_variant))
+        raw_r = rows.get(("raw", op, ("warm" if op == "load" else "")
+                          if variant.endswith(("GCM", "CBC")) else peer_variant))
         t = r[key]
-        if op == "save.nofsync":
-            t = r["returned"]
-            ms_t, raw_t = (ms_r or {}).get("returned"), (raw or {}).get("returned")
-        else:
-            ms_t, raw_t = (ms_r or {}).get(key), (raw or {}).get(key)
+        ms_t = ms_r and (ms_r["returned"] if "nofsync" in variant else ms_r[key])
+        raw_t = raw_r and (raw_r["returned"] if "nofsync" in variant else raw_r[key])
         x_ms = f"{ms_t / t:.2f}" if ms_t else "-"
         x_raw = f"{raw_t / t:.2f}" if raw_t else "-"
         dur = f"{r['durable']:.2f}" if r["durable"] is not None else ""
+        tag = ".".join(filter(None, [lib, op, variant]))
         print(f"| {tag} | {r['returned']:.2f} | {dur} | {gib / t:.2f} | {r['peak'] / 2**20:.0f} "
               f"| {x_ms} | {x_raw} |")
-    mk = rows.get("mindckpt.save")
+    mk = rows.get(("mindckpt", "save", ""))
     if mk:
         print(f"\nmindckpt save peak extra memory {mk['peak'] / 2**20:.0f} MiB; budget = largest "
               f"tensor {mk['largest'] / 2**20:.0f} MiB + 64 MiB")
