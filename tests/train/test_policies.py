@@ -9,21 +9,6 @@ import pytest
 from mindckpt.train import policies
 
 
-class FakeClock:
-    def __init__(self, t=1_000_000.0):
-        self.t = t
-
-    def __call__(self):
-        return self.t
-
-
-@pytest.fixture
-def clock(monkeypatch):
-    c = FakeClock()
-    monkeypatch.setattr(policies, "_now", c)
-    return c
-
-
 def schedule(steps, seconds=None, epochs=2, batch=5, stop_at=None, initial_epoch=0):
     """File stems MindSpore's ModelCheckpoint would write (prefix m) for a run."""
     trig = policies.TriggerPolicy(steps, seconds)
