@@ -92,11 +92,15 @@ def drop_cache(path: str) -> None:
 # ---------------------------------------------------------------- cases (run in the child)
 
 
-KEY = bytes(range(32))
+KEY = bytes(range(32))  # AES-256 for the AES modes; SM4 takes 16 bytes
+
+
+def key_for(mode: str) -> bytes:
+    return KEY[:16] if mode == "SM4-CBC" else KEY
 
 
 def case_save(lib: str, model: dict[str, np.ndarray], path: str, enc: str | None = None) -> None:
-    kw = {"enc_key": KEY, "enc_mode": enc} if enc else {}
+    kw = {"enc_key": key_for(enc), "enc_mode": enc} if enc else {}
     if lib == "raw":
         with open(path, "wb") as f:
             for a in model.values():
@@ -124,7 +128,7 @@ def case_save(lib: str, model: dict[str, np.ndarray], path: str, enc: str | None
 
 
 def case_load(lib: str, path: str, spec: list, enc: str | None = None) -> object:
-    kw = {"dec_key": KEY, "dec_mode": enc} if enc else {}
+    kw = {"dec_key": key_for(enc), "dec_mode": enc} if enc else {}
     if lib == "raw":
         out = []
         with open(path, "rb", buffering=0) as f:
@@ -273,8 +277,12 @@ def main() -> None:
             for mode in filter(None, args.enc_modes.split(",")):
                 cases += [("save", False, None, mode), ("load", False, None, mode)]
         for op, cold, env, enc in cases:
-            res = [run_case(py, op, lib, args.size_mib, d, cold, env, enc)
-                   for _ in range(args.repeats)]
+            try:
+                res = [run_case(py, op, lib, args.size_mib, d, cold, env, enc)
+                       for _ in range(args.repeats)]
+            except RuntimeError as e:
+                print(f"ERROR {lib} {op} {enc or ''}: {str(e)[-500:]}")
+                continue
             variant = ("cold" if cold else "warm") if op == "load" else ""
             variant = ".".join(filter(None, [variant, "nofsync" if env else "", enc or ""]))
             rows[(lib, op, variant)] = {
