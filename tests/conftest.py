@@ -4,7 +4,7 @@ import sys
 import pytest
 
 HERE = os.path.dirname(__file__)
-sys.path.insert(0, HERE)  # tests/interop/ms_oracle.py and friends import as top-level helpers
+sys.path.insert(0, os.path.join(HERE, "interop"))  # `import ms_oracle` from any test
 
 
 @pytest.fixture

@@ -29,7 +29,6 @@ from mindckpt.codecs.crypto import (
 from mindckpt.errors import DecryptionError
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "files"
-MS_PYTHON = os.environ.get("MINDCKPT_MS_PYTHON", "/work/msvenv/bin/python")
 SMALL = 4096  # block size for fast multi-block tests
 KEYS = {16: bytes(range(16)), 24: bytes(range(100, 124)), 32: bytes(range(200, 232))}
 MODE_KEYS = [(m, k) for m in MODES for k in crypto.KEY_LENGTHS[m]]
@@ -574,8 +573,9 @@ _MS_SCRIPT = textwrap.dedent(
 
 @pytest.mark.mindspore
 def test_mindspore_interop(tmp_path):
-    if not os.path.exists(MS_PYTHON):
-        pytest.skip("MindSpore venv not available (set MINDCKPT_MS_PYTHON)")
+    import ms_oracle
+
+    ms_oracle.require_mindspore()  # skips, or fails where MINDCKPT_REQUIRE_MINDSPORE=1 (CI)
     rng = np.random.default_rng(1)
     cases = []  # (path, key, mode, {name: array})
     for mode, klen in MODE_KEYS:
@@ -627,7 +627,7 @@ def test_mindspore_interop(tmp_path):
         "save": saves,
     }
     proc = subprocess.run(
-        [MS_PYTHON, "-c", _MS_SCRIPT, json.dumps(jobs)], capture_output=True, text=True, timeout=300
+        [ms_oracle.ms_python(), "-c", _MS_SCRIPT, json.dumps(jobs)], capture_output=True, text=True, timeout=300
     )
     line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT")]
     assert line, proc.stdout[-2000:] + proc.stderr[-3000:]

@@ -1,7 +1,7 @@
 """ModelCheckpoint parity with real MindSpore 2.10 (run in a subprocess; skipped without it).
 
 The same driver (_ckpt_scenarios.py) runs once under MindSpore's interpreter
-(``$MINDCKPT_MS_PYTHON``, default /work/msvenv/bin/python) and once under ours; every scenario must
+(found as tests/interop/ms_oracle.py finds it) and once under ours; every scenario must
 produce the same file names with the same bytes.
 """
 
@@ -11,34 +11,21 @@ import os
 import subprocess
 import sys
 
+import ms_oracle
 import pytest
 
 import mindckpt as ms
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DRIVER = os.path.join(HERE, "_ckpt_scenarios.py")
-MS_PYTHON = os.environ.get("MINDCKPT_MS_PYTHON", "/work/msvenv/bin/python")
-
-
-def _ms_available() -> bool:
-    if not os.path.exists(MS_PYTHON):
-        return False
-    try:
-        proc = subprocess.run(
-            [MS_PYTHON, "-c", "import mindspore"], capture_output=True, timeout=180, cwd="/"
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return proc.returncode == 0
-
 
 pytestmark = pytest.mark.mindspore
 
 
 @pytest.fixture(scope="module")
 def outputs(tmp_path_factory):
-    if not _ms_available():
-        pytest.skip(f"MindSpore 2.10 not available at {MS_PYTHON}")
+    ms_oracle.require_mindspore()  # skips, or fails where MINDCKPT_REQUIRE_MINDSPORE=1 (CI)
+    MS_PYTHON = ms_oracle.ms_python()
     base = tmp_path_factory.mktemp("parity")
     dirs = {}
     for lib, py in (("mindspore", MS_PYTHON), ("mindckpt", sys.executable)):
