@@ -142,7 +142,7 @@ def test_file_matches_manifest(fname):
     want = m["records"]
     assert [(r["name"], r["dtype"], r["dims"]) for r in recs] == \
         [(w["name"], w["dtype"], w["dims"]) for w in want]
-    for r, w in zip(recs, want):
+    for r, w in zip(recs, want, strict=False):
         assert hashlib.sha256(r["content"]).hexdigest() == w["sha256"]
         if "hex" in w:
             assert r["content"].hex() == w["hex"]
@@ -164,7 +164,7 @@ def test_mindspore_loads_goldens_as_manifest():
         reqs.append({"op": op, "path": str(FILES / fname), "inline_limit": 4096,
                      "kwargs": m["load_kwargs"]})
     replies = mso.batch(reqs)
-    for fname, rep in zip(ALL, replies):
+    for fname, rep in zip(ALL, replies, strict=False):
         m = MANIFEST["files"][fname]
         assert rep["ok"], (fname, rep)
         if m["load_error"]:

@@ -77,7 +77,7 @@ def _records_as_save_obj(records: list[dict]) -> dict:
     for r in records:
         raw = bytes.fromhex(r["hex"])
         if r["dtype"] == "str":
-            obj[r["name"]] = np.frombuffer(raw, "<U%d" % max(len(raw) // 4, 1))[0].item() if raw else ""
+            obj[r["name"]] = np.frombuffer(raw, f"<U{max(len(raw) // 4, 1)}")[0].item() if raw else ""
             continue
         arr = np.frombuffer(raw, NP[r["dtype"]]).reshape(r["dims"])
         t = ms.Tensor(arr, dtype=ms.tensor.dtype_of_name(r["dtype"]))

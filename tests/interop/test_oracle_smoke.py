@@ -160,7 +160,7 @@ def test_fill_descriptions_match_locally(tmp_path):
     mso.save(tmp_path / "f.ckpt", ents)
     got = mso.load(tmp_path / "f.ckpt", inline_limit=0)
     assert [e["name"] for e in got] == ["h", "a", "b", "q", "c"]
-    for e, d in zip(got, ents):
+    for e, d in zip(got, ents, strict=False):
         raw = mso.expected_bytes(d)
         assert "hex" not in e and e["nbytes"] == len(raw)
         assert e["sha256"] == hashlib.sha256(raw).hexdigest(), d["name"]

@@ -243,7 +243,7 @@ def build_save_obj(spec):
     dict entries may carry "as": "parameter" (default) | "ndarray" | "tensor"; str entries
     (dtype "str") are stored as Python str values.
     """
-    m = ms()
+    ms()
     kind = spec["kind"]
     entries = spec.get("entries", [])
     if kind == "list_dict":

@@ -108,7 +108,7 @@ def write_safetensors(
     blob = json.dumps(header, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     blob += b" " * (-len(blob) % 8)
     sink.write(len(blob).to_bytes(8, "little") + blob)
-    for _name, arr, _code_, _shape, nbytes in items:
+    for _name, arr, _c, _shape, nbytes in items:
         if nbytes:
             sink.write(content_view(arr if isinstance(arr, np.ndarray) else T.to_numpy(arr)))
 
