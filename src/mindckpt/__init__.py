@@ -14,6 +14,7 @@ from ._api import (
     load_param_into_net,
     save_checkpoint,
 )
+from .convert import ckpt_to_safetensors, safetensors_to_ckpt
 from .errors import AsyncSaveError, CheckpointError, ChecksumError, DecryptionError, FormatError
 from .train import Callback, CheckpointConfig, ModelCheckpoint, RunContext
 from .tensor import (
@@ -49,6 +50,8 @@ __all__ = [
     "load_checkpoint",
     "load_checkpoint_async",
     "load_param_into_net",
+    "ckpt_to_safetensors",
+    "safetensors_to_ckpt",
     "Parameter",
     "Tensor",
     "float16",
