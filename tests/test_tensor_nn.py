@@ -95,3 +95,65 @@ def test_dense_and_conv_shapes_like_mindspore():
     assert d(np.ones((1, 3), np.float32)).shape == (1, 2)
     c = nn.Conv2d(6, 16, 5, pad_mode="valid")
     assert c.weight.shape == (16, 6, 5, 5) and not c.has_bias
+
+
+LENET_PY = '''
+import mindspore.nn as nn
+from mindspore.common.initializer import Normal
+
+
+class LeNet5(nn.Cell):
+    def __init__(self, num_class=10, num_channel=1, include_top=True):
+        super(LeNet5, self).__init__()
+        self.conv1 = nn.Conv2d(num_channel, 6, 5, pad_mode='valid')
+        self.conv2 = nn.Conv2d(6, 16, 5, pad_mode='valid')
+        self.relu = nn.ReLU()
+        self.max_pool2d = nn.MaxPool2d(kernel_size=2, stride=2)
+        self.include_top = include_top
+        if self.include_top:
+            self.flatten = nn.Flatten()
+            self.fc1 = nn.Dense(16 * 5 * 5, 120, weight_init=Normal(0.02))
+            self.fc2 = nn.Dense(120, 84, weight_init=Normal(0.02))
+            self.fc3 = nn.Dense(84, num_class)
+
+    def construct(self, x):
+        x = self.conv1(x)
+        x = self.relu(x)
+        x = self.max_pool2d(x)
+        x = self.conv2(x)
+        x = self.relu(x)
+        x = self.max_pool2d(x)
+        if not self.include_top:
+            return x
+        x = self.flatten(x)
+        x = self.relu(self.fc1(x))
+        x = self.relu(self.fc2(x))
+        x = self.fc3(x)
+        return x
+'''
+
+
+def test_mindspore_docs_lenet_py_runs_with_mindckpt(tmp_cwd):
+    """MindSpore's docs/mindspore/code/lenet.py, with only the package name changed."""
+    ns: dict = {}
+    exec(compile(LENET_PY.replace("mindspore", "mindckpt"), "lenet.py", "exec"), ns)
+    net = ns["LeNet5"]()
+    assert [(p.name, p.shape) for p in net.trainable_params()] == [
+        ("conv1.weight", (6, 1, 5, 5)), ("conv2.weight", (16, 6, 5, 5)),
+        ("fc1.weight", (120, 400)), ("fc1.bias", (120,)), ("fc2.weight", (84, 120)),
+        ("fc2.bias", (84,)), ("fc3.weight", (10, 84)), ("fc3.bias", (10,))]
+    assert abs(float(net.fc1.weight.asnumpy().std()) - 0.02) < 0.002  # Normal(0.02)
+    ms.save_checkpoint(net, "./lenet.ckpt",
+                       choice_func=lambda x: x.startswith("conv") and not x.startswith("conv1"))
+    assert list(ms.load_checkpoint("./lenet.ckpt")) == ["conv2.weight"]
+
+
+@pytest.mark.parametrize("init", ["zeros", "ones", "normal", "he_uniform", "xavier_uniform",
+                                  2.5, np.ones((3, 2))])
+def test_initializer_forms(init):
+    from mindckpt.common.initializer import initializer
+
+    t = initializer(init, (3, 2), ms.float16)
+    assert t.shape == (3, 2) and t.dtype == ms.float16
+    with pytest.raises(ValueError, match="not supported"):
+        initializer("bogus", (2,))

@@ -5,7 +5,7 @@
 and the dtypes, with files that MindSpore 2.10 reads and writes.
 """
 
-from . import nn, train
+from . import common, nn, train
 from ._async import async_ckpt_thread_status
 from ._api import (
     CheckpointNotFoundError,
@@ -39,6 +39,7 @@ from .tensor import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "common",
     "nn",
     "train",
     "CheckpointConfig",

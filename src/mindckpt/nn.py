@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from .common.initializer import initializer
 from .tensor import Parameter, Tensor
 
 __all__ = ["Cell", "Dense", "Conv2d", "ReLU", "Flatten", "MaxPool2d"]
@@ -32,6 +33,13 @@ _rng = np.random.default_rng(0)
 
 def _uniform(shape: tuple[int, ...], bound: float) -> np.ndarray:
     return _rng.uniform(-bound, bound, size=shape).astype(np.float32)
+
+
+def _init(init: Any, shape: tuple[int, ...], bound: float, dtype: Any) -> Tensor:
+    """A layer's initial value: MindSpore's ``weight_init``/``bias_init`` forms, or uniform."""
+    if init is None:
+        return Tensor(_uniform(shape, bound), dtype=dtype)
+    return initializer(init, shape, dtype if dtype is not None else np.float32)
 
 
 class Cell:
@@ -200,12 +208,11 @@ class Dense(Cell):
         self.in_channels = in_channels
         self.out_channels = out_channels
         bound = 1.0 / math.sqrt(in_channels) if in_channels else 0.0
-        w = weight_init if weight_init is not None else _uniform((out_channels, in_channels), bound)
-        self.weight = Parameter(Tensor(w), name="weight")
+        self.weight = Parameter(_init(weight_init, (out_channels, in_channels), bound, dtype),
+                                name="weight")
         self.has_bias = has_bias
         if has_bias:
-            b = bias_init if bias_init is not None else _uniform((out_channels,), bound)
-            self.bias = Parameter(Tensor(b), name="bias")
+            self.bias = Parameter(_init(bias_init, (out_channels,), bound, dtype), name="bias")
 
     def construct(self, x: Any) -> np.ndarray:
         y = np.asarray(x) @ self.weight.asnumpy().T
@@ -237,12 +244,10 @@ class Conv2d(Cell):
         self.kernel_size, self.stride, self.pad_mode = (kh, kw), stride, pad_mode
         shape = (out_channels, in_channels // group, kh, kw)
         bound = 1.0 / math.sqrt((in_channels // group) * kh * kw)
-        w = weight_init if weight_init is not None else _uniform(shape, bound)
-        self.weight = Parameter(Tensor(w), name="weight")
+        self.weight = Parameter(_init(weight_init, shape, bound, dtype), name="weight")
         self.has_bias = has_bias
         if has_bias:
-            b = bias_init if bias_init is not None else _uniform((out_channels,), bound)
-            self.bias = Parameter(Tensor(b), name="bias")
+            self.bias = Parameter(_init(bias_init, (out_channels,), bound, dtype), name="bias")
 
 
 class ReLU(Cell):
