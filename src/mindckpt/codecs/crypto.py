@@ -41,7 +41,7 @@ import os
 import threading
 import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -311,8 +311,7 @@ class EncryptSink:
                     continue
                 take = min(room, n - pos)
                 start = HEADER_ROOM + self._fill
-                assert self._cur_mv is not None
-                self._cur_mv[start : start + take] = mv[pos : pos + take]
+                cast(memoryview, self._cur_mv)[start : start + take] = mv[pos : pos + take]
                 self._fill += take
                 pos += take
                 if self._fill == block:
@@ -411,8 +410,8 @@ class EncryptSink:
         else:
             iv = os.urandom(16)
         sealed = self._cipher_ex.submit(self._seal, buf, n, iv, tail)
-        assert self._write_ex is not None
-        self._inflight.append(self._write_ex.submit(self._emit, sealed, buf))
+        write_ex = cast(ThreadPoolExecutor, self._write_ex)  # created with _cipher_ex
+        self._inflight.append(write_ex.submit(self._emit, sealed, buf))
         return sealed
 
     def _seal(self, buf: bytearray, n: int, iv: bytes, tail: memoryview | None) -> tuple[int, int]:
@@ -546,8 +545,7 @@ class DecryptSource:
             if self._pos >= self._end and not self._advance():
                 break
             k = min(self._end - self._pos, want - got)
-            assert self._cur_mv is not None
-            out[got : got + k] = self._cur_mv[self._pos : self._pos + k]
+            out[got : got + k] = cast(memoryview, self._cur_mv)[self._pos : self._pos + k]
             self._pos += k
             got += k
         return got

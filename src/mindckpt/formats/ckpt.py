@@ -31,7 +31,7 @@ import math
 import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -466,8 +466,7 @@ class _Parser:
             raise self.fail(
                 f"content is {run.filled} bytes but shape {run.dims} {run.type_name} needs "
                 f"{run.nbytes}", run.tag)
-        assert run.dtype is not None and run.array is not None  # noqa: S101 - set together above
-        self.out[run.tag] = Entry(run.dtype, run.array)
+        self.out[run.tag] = Entry(cast(T.Type, run.dtype), cast(np.ndarray, run.array))
 
     def map_tensor(self, end: int, tag: str | None) -> None:
         r = self.r

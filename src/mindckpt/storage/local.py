@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import tempfile
 import zlib
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 __all__ = ["AtomicFile", "ByteReader", "FileSink", "write_all", "fsync_dir"]
 
@@ -78,8 +78,7 @@ class AtomicFile:
         return self.file
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        f, tmp = self.file, self.tmp_path
-        assert f is not None and tmp is not None  # noqa: S101 - programming error, not disk data
+        f, tmp = cast(BinaryIO, self.file), cast(str, self.tmp_path)  # set by __enter__
         if exc_type is not None:
             self._discard(f, tmp)
             return
