@@ -14,7 +14,7 @@ import os
 import stat
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -209,7 +209,7 @@ def save_checkpoint(
             if value != default:
                 raise ValueError(
                     "For 'save_checkpoint', when format is 'safetensors', the parameter "
-                    f"'{name}' must be set to default value '{default}', but got '{value}'."
+                    f"'{name}' must be set to default value '{default}', but got '{value!s}'."
                 )
     check_cipher(enc_key, enc_mode, crc_check)
     values, dtypes = collect(save_obj, choice_func, append_dict)
@@ -362,7 +362,7 @@ def read_file(
         from .codecs import crypto
 
         with open(fd, "rb", buffering=0, closefd=False) as f:
-            source = crypto.DecryptSource(f, dec_key, dec_mode, path=path)
+            source = crypto.DecryptSource(f, cast(bytes, dec_key), dec_mode, path=path)
             try:
                 reader = ByteReader(stream=source, track_crc=crc_check)
                 return read_ckpt(reader, path, select, crc_check=crc_check)
@@ -412,7 +412,7 @@ def load_checkpoint(
             if value != default:
                 raise ValueError(
                     "For 'load_checkpoint', when format is 'safetensors', the parameter "
-                    f"'{name}' must be set to default value '{default}', but got '{value}'."
+                    f"'{name}' must be set to default value '{default}', but got '{value!s}'."
                 )
     if specify is not None:
         logger.warning("For load_checkpoint, this parameter `specity_prefix` will be deprecated, "
@@ -421,6 +421,7 @@ def load_checkpoint(
         logger.warning("For load_checkpoint, this parameter `filter_prefix` will be deprecated, "
                        "please use `choice_func` instead.")
     target = _check_load_file(ckpt_file_name, format)
+    entries: dict[str, Any]
     if isinstance(target, io.BytesIO):
         label = str(type(target))
         select = _selector(label, None, None, choice_func)

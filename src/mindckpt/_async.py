@@ -170,8 +170,8 @@ def _snapshot(records: Sequence[Record], arena: _Arena, device_only: bool = Fals
                 raise TypeError(f"async save: record {name!r} has unsupported dtype {value.dtype}")
             n = value.numel() * value.element_size()
             slot = buf[offset : offset + n]
-            dst = torch.from_numpy(slot).view(value.dtype).view(value.shape)
-            dst.copy_(value, non_blocking=True)
+            dst_t = torch.from_numpy(slot).view(value.dtype).view(value.shape)
+            dst_t.copy_(value, non_blocking=True)
             synced.add(value.device)
             staged.append((name, slot.view(t.np_dtype).reshape(tuple(value.shape))))
             offset += _aligned(n)
@@ -180,7 +180,7 @@ def _snapshot(records: Sequence[Record], arena: _Arena, device_only: bool = Fals
             if device_only:
                 staged.append((name, value))
                 continue
-            value = torch_to_numpy(value)
+            value = torch_to_numpy(value)  # type: ignore[assignment]
         if isinstance(value, np.ndarray):
             if device_only:
                 staged.append((name, value))

@@ -29,7 +29,7 @@ def is_torch_module(obj: Any) -> bool:
     return False
 
 
-def scalar_array(value: bool | int | float, name: str) -> np.ndarray:
+def scalar_array(value: bool | int | float | np.bool_, name: str) -> np.ndarray:
     """A Python scalar as MindSpore stores it: Bool, Int64 (UInt64 past 2**63), Float32 (Float64
     for ``numpy.float64``)."""
     if isinstance(value, (bool, np.bool_)):

@@ -104,7 +104,7 @@ def train(
         initial_epoch=initial_epoch,
     )
     with loop:
-        order = None
+        order: Any = None
         for epoch, step in loop:
             if step == 1:
                 order = torch.from_numpy(np.random.default_rng(epoch).permutation(len(x)))

@@ -178,6 +178,8 @@ class Tensor:
     """A MindSpore-like tensor backed by a numpy array."""
 
     __slots__ = ("_array", "_dtype")
+    _array: np.ndarray
+    _dtype: Type
 
     def __init__(self, input_data: Any = None, dtype: Any = None, shape: Any = None, init: Any = None):
         if input_data is None:
@@ -272,6 +274,10 @@ class Parameter(Tensor):
     """A named, trainable Tensor, printed exactly as MindSpore prints it."""
 
     __slots__ = ("name", "requires_grad", "layerwise_parallel", "parallel_optimizer", "__weakref__")
+    name: str
+    requires_grad: bool
+    layerwise_parallel: bool
+    parallel_optimizer: bool
 
     def __init__(
         self,

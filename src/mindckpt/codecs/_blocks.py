@@ -69,7 +69,7 @@ _CBC_HDR = struct.Struct("<4sii16si")
 
 
 class BlockInfo(NamedTuple):
-    index: int
+    index: int  # type: ignore[assignment]  # shadows tuple.index, on purpose
     offset: int  # byte offset of the block's magic
     data_offset: int  # byte offset of the ciphertext
     size: int  # C, ciphertext length

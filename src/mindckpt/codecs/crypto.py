@@ -111,9 +111,9 @@ def _cipher(mode: str, key: bytes, iv: bytes, tag: bytes | None = None, *, encry
         m = modes.GCM(iv, tag) if tag is not None else modes.GCM(iv)
         c = Cipher(algorithms.AES(key), m)
     elif mode == "AES-CBC":
-        c = Cipher(algorithms.AES(key), modes.CBC(iv))
+        c = Cipher(algorithms.AES(key), modes.CBC(iv))  # type: ignore[arg-type]
     else:
-        c = Cipher(algorithms.SM4(key), modes.CBC(iv))
+        c = Cipher(algorithms.SM4(key), modes.CBC(iv))  # type: ignore[arg-type]
     return c.encryptor() if encrypt else c.decryptor()
 
 
@@ -627,7 +627,7 @@ class DecryptSource:
         with self._io_lock:
             self._f.seek(offset)
             while len(mv):
-                k = self._f.readinto(mv)
+                k = self._f.readinto(mv)  # type: ignore[attr-defined]
                 if not k:
                     raise _BlockFailure("short")
                 mv = mv[k:]

@@ -65,7 +65,7 @@ def content_view(arr: np.ndarray) -> memoryview:
         arr = arr.astype(arr.dtype.newbyteorder("<"))
     if not arr.flags.c_contiguous:
         arr = np.ascontiguousarray(arr)
-    return memoryview(arr.reshape(-1).view(np.uint8))
+    return arr.reshape(-1).view(np.uint8).data
 
 
 def _header(tag: bytes, dims: Iterable[int], type_name: bytes, content_len: int) -> bytes:
@@ -160,7 +160,7 @@ def write_ckpt(
             count += 1
     if crc:
         body_crc = w.crc
-        w.write(CRC_MAGIC + int(body_crc).to_bytes(10, "big"))
+        w.write(CRC_MAGIC + cast(int, body_crc).to_bytes(10, "big"))
     w.flush()
     return count
 
@@ -229,7 +229,7 @@ class _Parser:
             raise self.fail(f"{what} is cut short ({len(data)} of {n} bytes)", tag)
         return data
 
-    def skip_field(self, wire: int, end: int, tag: str | None = None) -> None:
+    def skip_field(self, wire: int, end: int | None, tag: str | None = None) -> None:
         if wire == VARINT:
             self.varint()
         elif wire == I64:
@@ -438,7 +438,7 @@ class _Parser:
             raise self.fail(
                 f"content is {n} bytes but shape {shape} {type_name} needs {nbytes}", tag)
         arr = np.empty(shape, dtype=dtype.np_dtype)
-        flat = memoryview(arr.reshape(-1).view(np.uint8)) if nbytes else None
+        flat = arr.reshape(-1).view(np.uint8).data if nbytes else None
         self.run = _Run(tag, type_name, dims, dtype, arr, flat, nbytes)
         self.fill(self.run, n, data)
 

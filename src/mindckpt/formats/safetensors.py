@@ -210,7 +210,7 @@ def read_safetensors(
             continue
         arr = np.empty(shape, dtype=dtype.np_dtype)
         if end > start:
-            mv = memoryview(arr.reshape(-1).view(np.uint8))
+            mv = arr.reshape(-1).view(np.uint8).data
             if readinto(mv, data_start + start) != end - start:
                 raise _fail(path, f"tensor '{name}' is cut short")
         out[name] = Entry(dtype, arr)

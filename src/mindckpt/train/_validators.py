@@ -61,11 +61,9 @@ def check_async_save(async_save: Any) -> Any:
 
 def is_network(obj: Any) -> bool:
     """A mindckpt ``nn.Cell`` or a ``torch.nn.Module`` (torch is never imported for this)."""
-    try:
-        from mindckpt.nn import Cell
-    except ImportError:  # core not importable: fall back to the protocol
-        Cell = None  # noqa: N806
-    if Cell is not None and isinstance(obj, Cell):
+    from mindckpt.nn import Cell
+
+    if isinstance(obj, Cell):
         return True
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(obj, torch.nn.Module):

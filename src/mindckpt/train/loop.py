@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, Literal
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -68,7 +68,7 @@ class TrainState:
     def _param_names(self) -> list[str]:
         """Parameter name for each optimizer index (optimizer state_dict numbering)."""
         by_id = {id(p): name for name, p in self.model.named_parameters()}
-        names = []
+        names: list[str] = []
         for group in self.optimizer.param_groups:
             for p in group["params"]:
                 names.append(by_id.get(id(p), f"param{len(names)}"))
@@ -247,7 +247,7 @@ class CheckpointLoop:
             if stop or rc.get_stop_requested():
                 return
 
-    def __exit__(self, exc_type, exc, tb) -> bool:
+    def __exit__(self, exc_type, exc, tb) -> Literal[False]:
         if exc is None or isinstance(exc, GeneratorExit):
             self._call("on_train_end")
             return False

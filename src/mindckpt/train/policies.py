@@ -87,7 +87,7 @@ def checkpoint_file_name(prefix: str, epoch: int, step: int, fmt: str) -> str:
 def managed_files(directory: str, prefix: str, fmt: str) -> list[str]:
     """Full paths of the files retention may touch: ``{prefix}-<no letters>.{fmt}``."""
     ext = "." + fmt
-    out = []
+    out: list[str] = []
     try:
         names = os.listdir(directory)
     except FileNotFoundError:
