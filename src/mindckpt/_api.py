@@ -20,6 +20,7 @@ import numpy as np
 
 from . import _async
 from . import tensor as T
+from ._validators import check_async_save, check_bool, check_isinstance
 from .collect import collect, is_torch_module, validate_append_dict
 from .errors import CheckpointError, DecryptionError
 from .formats.ckpt import Entry, read_ckpt, write_ckpt
@@ -52,37 +53,12 @@ class CheckpointNotFoundError(CheckpointError, ValueError):
     """The checkpoint file does not exist (a ValueError, as MindSpore raises)."""
 
 
-# --------------------------------------------------------------------------- validators
-# Messages are MindSpore's (api-behavior.md §2), typos included.
-
-
-def _check_bool(value: Any) -> None:
-    if not isinstance(value, bool):
-        raise TypeError(f"The input value must be a bool, but got {type(value).__name__}.")
-
-
-def _check_isinstance(name: str, value: Any, classes: type | tuple[type, ...]) -> None:
-    if not isinstance(value, classes):
-        raise ValueError(
-            f"The parameter '{name}' must be isinstance of {classes}, but got {value}."
-        )
-
-
-def check_async_save(async_save: Any) -> str | None:
+def _async_mode(async_save: Any) -> str | None:
     """``False`` -> None; ``True``/"thread" -> "thread"; "process" -> "process"."""
-    if not isinstance(async_save, (bool, str)):
-        raise TypeError(
-            "For 'save_checkpoint', the parameter 'async_save' must be bool or str, but got "
-            f"{type(async_save)}."
-        )
-    if isinstance(async_save, str):
-        if async_save not in ("process", "thread"):
-            raise ValueError(
-                "For 'save_checkpoint', the argument 'async_save' can only be 'process' or "
-                f"'thread',but got {async_save}."
-            )
-        return async_save
-    return "thread" if async_save else None
+    checked = check_async_save(async_save)
+    if isinstance(checked, str):
+        return checked
+    return "thread" if checked else None
 
 
 def check_cipher(enc_key: bytes | None, enc_mode: str, crc_check: bool) -> None:
@@ -191,14 +167,14 @@ def save_checkpoint(
             f"got {type(save_obj)}."
         )
     path = _resolve_save_path(ckpt_file_name, format)
-    _check_bool(integrated_save)
-    mode = check_async_save(async_save)
+    check_bool(integrated_save)
+    mode = _async_mode(async_save)
     validate_append_dict(append_dict)
-    _check_isinstance("enc_key", enc_key, (type(None), bytes))
-    _check_isinstance("enc_mode", enc_mode, str)
-    _check_isinstance("crc_check", crc_check, bool)
+    check_isinstance("enc_key", enc_key, (type(None), bytes))
+    check_isinstance("enc_mode", enc_mode, str)
+    check_isinstance("crc_check", crc_check, bool)
     remove_redundancy = kwargs.get("remove_redundancy")
-    _check_isinstance("remove_redundancy", remove_redundancy, (type(None), bool))
+    check_isinstance("remove_redundancy", remove_redundancy, (type(None), bool))
     if format == "safetensors":
         for name, value, default in (
             ("enc_key", enc_key, None),
@@ -403,10 +379,10 @@ def load_checkpoint(
     """
     specify = _check_prefix(specify_prefix)
     filt = _check_prefix(filter_prefix)
-    _check_isinstance("dec_key", dec_key, (type(None), bytes))
-    _check_isinstance("dec_mode", dec_mode, str)
-    _check_isinstance("crc_check", crc_check, bool)
-    _check_isinstance("remove_redundancy", remove_redundancy, bool)
+    check_isinstance("dec_key", dec_key, (type(None), bytes))
+    check_isinstance("dec_mode", dec_mode, str)
+    check_isinstance("crc_check", crc_check, bool)
+    check_isinstance("remove_redundancy", remove_redundancy, bool)
     if format == "safetensors":
         for name, value, default in (("dec_key", dec_key, None), ("dec_mode", dec_mode, "AES-GCM")):
             if value != default:
@@ -588,8 +564,8 @@ def load_param_into_net(
                 "For 'parameter_dict', the element in the argument 'parameter_dict' should be a "
                 f"'str' and 'Parameter' , but got {type(key)} and {type(value)}."
             )
-    _check_bool(strict_load)
-    _check_isinstance("remove_redundancy", remove_redundancy, bool)
+    check_bool(strict_load)
+    check_isinstance("remove_redundancy", remove_redundancy, bool)
     if remove_redundancy:
         raise TypeError(
             "The deduplication feature for loading checkpoint can only be used in parallel "

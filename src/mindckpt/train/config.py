@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from mindckpt.train._validators import (
-    ENC_MODES,
+from mindckpt.codecs.crypto import MODES
+from mindckpt._validators import (
     check_async_save,
     check_bool,
     check_enc_key_length,
@@ -133,9 +133,9 @@ class CheckpointConfig:
             )
 
         # Deviations: reject what MindSpore accepts and then writes wrongly or fails on late.
-        if enc_mode not in ENC_MODES:
+        if enc_mode not in MODES:
             raise ValueError(
-                f"For 'CheckpointConfig', the 'enc_mode' must be one of {list(ENC_MODES)}, "
+                f"For 'CheckpointConfig', the 'enc_mode' must be one of {list(MODES)}, "
                 f"but got {enc_mode!r}."
             )
         if enc_key is not None:

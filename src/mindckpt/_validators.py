@@ -1,8 +1,10 @@
-"""MindSpore's shared argument checks, with their exact messages (api-behavior.md section 2)."""
+"""MindSpore's shared argument checks, with their exact messages (api-behavior.md section 2).
+
+Used by ``save_checkpoint``/``load_checkpoint`` and by ``CheckpointConfig``/``ModelCheckpoint``.
+"""
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 __all__ = [
@@ -14,8 +16,6 @@ __all__ = [
     "ENC_MODES",
     "check_enc_key_length",
 ]
-
-ENC_MODES = ("AES-GCM", "AES-CBC", "SM4-CBC")
 
 
 def check_non_negative_int(value: Any) -> int:
@@ -61,19 +61,17 @@ def check_async_save(async_save: Any) -> Any:
 
 def is_network(obj: Any) -> bool:
     """A mindckpt ``nn.Cell`` or a ``torch.nn.Module`` (torch is never imported for this)."""
+    from mindckpt.collect import is_torch_module
     from mindckpt.nn import Cell
 
-    if isinstance(obj, Cell):
-        return True
-    torch = sys.modules.get("torch")
-    if torch is not None and isinstance(obj, torch.nn.Module):
-        return True
-    return False
+    return isinstance(obj, Cell) or is_torch_module(obj)
 
 
 def check_enc_key_length(enc_key: bytes, enc_mode: str, api: str) -> None:
     """Deviation: MindSpore checks the key only while writing (after deleting the old file)."""
-    allowed = (16,) if enc_mode == "SM4-CBC" else (16, 24, 32)
+    from mindckpt.codecs.crypto import KEY_LENGTHS
+
+    allowed = KEY_LENGTHS[enc_mode]
     if len(enc_key) not in allowed:
         lengths = " or ".join(str(n) for n in allowed)
         raise ValueError(
