@@ -13,7 +13,6 @@ __all__ = [
     "check_isinstance",
     "check_async_save",
     "is_network",
-    "ENC_MODES",
     "check_enc_key_length",
 ]
 
