@@ -190,7 +190,7 @@ def save_checkpoint(
     check_cipher(enc_key, enc_mode, crc_check)
     values, dtypes = collect(save_obj, choice_func, append_dict)
     write = functools.partial(
-        _write_records, path, format, crc_check=crc_check, enc_key=enc_key, enc_mode=enc_mode,
+        write_file, path, format, crc_check=crc_check, enc_key=enc_key, enc_mode=enc_mode,
         remove_redundancy=remove_redundancy, dtypes=dtypes, split="rows" if mode else "bytes",
     )
     if mode is not None:
@@ -198,10 +198,6 @@ def save_checkpoint(
         return
     _async.wait()  # a pending async save finishes (or raises) before a synchronous one starts
     write(list(values.items()))
-
-
-def _write_records(path: str, fmt: str, records: list[tuple[str, Any]], **kw: Any) -> None:
-    write_file(path, fmt, records, **kw)
 
 
 # --------------------------------------------------------------------------- load
@@ -309,8 +305,9 @@ def read_file(
     """Read the entries of a checkpoint file (no argument checks; used by the API and tools)."""
     fd = os.open(path, os.O_RDONLY)
     try:
-        size = os.fstat(fd).st_size
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        st = os.fstat(fd)
+        size = st.st_size
+        if not stat.S_ISREG(st.st_mode):
             raise CheckpointNotFoundError(f"For 'load_checkpoint', {path} is not a regular file.")
         if fmt == "safetensors":
             if hasattr(os, "posix_fadvise"):

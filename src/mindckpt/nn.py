@@ -23,23 +23,15 @@ from typing import Any
 
 import numpy as np
 
-from .common.initializer import initializer
+from .common.initializer import Uniform, initializer
 from .tensor import Parameter, Tensor
 
 __all__ = ["Cell", "Dense", "Conv2d", "ReLU", "Flatten", "MaxPool2d"]
 
-_rng = np.random.default_rng(0)
-
-
-def _uniform(shape: tuple[int, ...], bound: float) -> np.ndarray:
-    return _rng.uniform(-bound, bound, size=shape).astype(np.float32)
-
-
 def _init(init: Any, shape: tuple[int, ...], bound: float, dtype: Any) -> Tensor:
     """A layer's initial value: MindSpore's ``weight_init``/``bias_init`` forms, or uniform."""
-    if init is None:
-        return Tensor(_uniform(shape, bound), dtype=dtype)
-    return initializer(init, shape, dtype if dtype is not None else np.float32)
+    return initializer(init if init is not None else Uniform(bound), shape,
+                       dtype if dtype is not None else np.float32)
 
 
 class Cell:

@@ -125,7 +125,7 @@ class ByteReader:
         self.pos = 0
         self.track_crc = track_crc
         self.crc = 0
-        self._buf = b""
+        self._buf: bytes | bytearray = b""
         self._buf_start = 0  # file offset of _buf[0]
         self._eof = False  # stream backend: no more bytes
 
@@ -142,19 +142,18 @@ class ByteReader:
             self._buf = os.pread(self.fd, want, self.pos)
             self._buf_start = self.pos
             return
-        keep = bytes(self._buf[self.pos - self._buf_start:])
-        chunks = [keep]
+        keep = self._buf[self.pos - self._buf_start:] if self._buffered() > 0 else b""
+        buf = bytearray(max(n, 1 << 16))
+        buf[:len(keep)] = keep
         have = len(keep)
-        want = max(n, 1 << 16)
-        while have < want and not self._eof:
-            chunk = bytearray(want - have)
-            got = self.stream.readinto(chunk)
+        while have < len(buf) and not self._eof:
+            got = self.stream.readinto(memoryview(buf)[have:])
             if not got:
                 self._eof = True
                 break
-            chunks.append(bytes(chunk[:got]))
             have += got
-        self._buf = b"".join(chunks)
+        del buf[have:]
+        self._buf = buf
         self._buf_start = self.pos
 
     # -- public API
