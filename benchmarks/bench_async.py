@@ -38,9 +38,8 @@ import numpy as np
 MIB = 1 << 20
 
 
-def transformer_shapes(total_mib: int) -> list[tuple[str, tuple[int, ...]]]:
-    d = 1024
-    per_layer = [
+def _per_layer(d: int) -> list[tuple[str, tuple[int, ...]]]:
+    return [
         ("attn.qkv.weight", (3 * d, d)),
         ("attn.qkv.bias", (3 * d,)),
         ("attn.out.weight", (d, d)),
@@ -54,32 +53,21 @@ def transformer_shapes(total_mib: int) -> list[tuple[str, tuple[int, ...]]]:
         ("ln2.weight", (d,)),
         ("ln2.bias", (d,)),
     ]
-    layer_elems = sum(int(np.prod(s)) for _, s in per_layer)
+
+
+def transformer_shapes(total_mib: int) -> list[tuple[str, tuple[int, ...]]]:
+    d = 1024
+    layer_elems = sum(int(np.prod(s)) for _, s in _per_layer(d))
     total_elems = total_mib * MIB // 4
     layers = 18
-    scale = 1.0
     if layers * layer_elems > 0.9 * total_elems:  # small runs: shrink the layers
         scale = (0.88 * total_elems / (layers * layer_elems)) ** 0.5
-        dd = max(8, int(d * scale) // 8 * 8)
-        return transformer_shapes_d(total_elems, dd, layers)
+        d = max(8, int(d * scale) // 8 * 8)
     return transformer_shapes_d(total_elems, d, layers)
 
 
 def transformer_shapes_d(total_elems: int, d: int, layers: int) -> list:
-    per_layer = [
-        ("attn.qkv.weight", (3 * d, d)),
-        ("attn.qkv.bias", (3 * d,)),
-        ("attn.out.weight", (d, d)),
-        ("attn.out.bias", (d,)),
-        ("ln1.weight", (d,)),
-        ("ln1.bias", (d,)),
-        ("mlp.fc1.weight", (4 * d, d)),
-        ("mlp.fc1.bias", (4 * d,)),
-        ("mlp.fc2.weight", (d, 4 * d)),
-        ("mlp.fc2.bias", (d,)),
-        ("ln2.weight", (d,)),
-        ("ln2.bias", (d,)),
-    ]
+    per_layer = _per_layer(d)
     shapes = []
     for i in range(layers):
         shapes += [(f"layers.{i}.{n}", s) for n, s in per_layer]

@@ -79,17 +79,22 @@ def update_into_seconds(
     return time.perf_counter() - t0
 
 
+def _run_all(threads: list[threading.Thread]) -> float:
+    """Start the threads together; return the seconds until the last one finished."""
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - t0
+
+
 def threads_rate(mode: str, nthreads: int, nbytes: int) -> float:
     bufs = [bytearray(nbytes + 32) for _ in range(nthreads)]
     for b in bufs:
         update_into_seconds(mode, True, min(nbytes, 4 * MIB), b)  # fault pages in
     ts = [threading.Thread(target=update_into_seconds, args=(mode, True, nbytes, b)) for b in bufs]
-    t0 = time.perf_counter()
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
-    return nthreads * nbytes / (time.perf_counter() - t0)
+    return nthreads * nbytes / _run_all(ts)
 
 
 def oneshot_rate(nthreads: int, nbytes: int) -> float:
@@ -98,12 +103,7 @@ def oneshot_rate(nthreads: int, nbytes: int) -> float:
     data = [bytes(nbytes) for _ in range(nthreads)]
     a = AESGCM(bytes(32))
     ts = [threading.Thread(target=a.encrypt, args=(bytes(12), d, None)) for d in data]
-    t0 = time.perf_counter()
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
-    return nthreads * nbytes / (time.perf_counter() - t0)
+    return nthreads * nbytes / _run_all(ts)
 
 
 def _proc_worker(args):
