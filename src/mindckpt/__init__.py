@@ -8,14 +8,22 @@ and the dtypes, with files that MindSpore 2.10 reads and writes.
 from . import common, nn, train
 from ._async import async_ckpt_thread_status
 from ._api import (
-    CheckpointNotFoundError,
     load_checkpoint,
     load_checkpoint_async,
     load_param_into_net,
     save_checkpoint,
 )
 from .convert import ckpt_to_safetensors, safetensors_to_ckpt
-from .errors import AsyncSaveError, CheckpointError, ChecksumError, DecryptionError, FormatError
+from .errors import (
+    AsyncSaveError,
+    CheckpointError,
+    CheckpointNotFoundError,
+    ChecksumError,
+    DecryptionError,
+    DurabilityError,
+    FormatError,
+    StorageError,
+)
 from .train import Callback, CheckpointConfig, ModelCheckpoint, RunContext
 from .tensor import (
     Parameter,
@@ -75,4 +83,6 @@ __all__ = [
     "DecryptionError",
     "AsyncSaveError",
     "CheckpointNotFoundError",
+    "StorageError",
+    "DurabilityError",
 ]

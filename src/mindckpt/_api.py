@@ -11,7 +11,6 @@ import functools
 import io
 import logging
 import os
-import stat
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
@@ -22,11 +21,12 @@ from . import _async
 from . import tensor as T
 from ._validators import check_async_save, check_bool, check_isinstance
 from .collect import collect, is_torch_module, validate_append_dict
-from .errors import CheckpointError, DecryptionError
+from .errors import CheckpointNotFoundError, DecryptionError
 from .formats.ckpt import Entry, read_ckpt, write_ckpt
 from .formats.safetensors import read_safetensors, write_safetensors
 from .nn import Cell
-from .storage.local import AtomicFile, ByteReader, FileSink
+from .formats._cursor import ByteReader
+from .storage.local import LOCAL
 from .tensor import Parameter, Tensor, is_torch_tensor, to_numpy
 
 __all__ = [
@@ -47,10 +47,6 @@ _CIPHER_MAGICS = {
 }
 _FLOAT_FAMILY = {"Float16", "Float32", "Float64", "BFloat16"}
 _INT_FAMILY = {"Int8", "Int16", "Int32", "Int64", "Int4"}
-
-
-class CheckpointNotFoundError(CheckpointError, ValueError):
-    """The checkpoint file does not exist (a ValueError, as MindSpore raises)."""
 
 
 def _async_mode(async_save: Any) -> str | None:
@@ -112,9 +108,9 @@ def write_file(
 ) -> None:
     """Write ``records`` to ``path`` atomically (the synchronous save, also run by async)."""
     try:
-        with AtomicFile(path) as f:
+        with LOCAL.open_write(path) as f:
             if fmt == "safetensors":
-                write_safetensors(FileSink(f), records, crc=crc_check,
+                write_safetensors(f, records, crc=crc_check,
                                   remove_redundancy=remove_redundancy, dtypes=dtypes)
             elif enc_key is not None:
                 from .codecs import crypto
@@ -127,7 +123,7 @@ def write_file(
                     sink.abort()
                     raise
             else:
-                write_ckpt(FileSink(f), records, crc=crc_check, split=split, dtypes=dtypes)
+                write_ckpt(f, records, crc=crc_check, split=split, dtypes=dtypes)
     except BaseException:
         logger.critical(
             "Failed to save the checkpoint file %s. Maybe don't have the permission to write "
@@ -303,18 +299,14 @@ def read_file(
     crc_check: bool = False,
 ) -> dict[str, Entry | str | list]:
     """Read the entries of a checkpoint file (no argument checks; used by the API and tools)."""
-    fd = os.open(path, os.O_RDONLY)
+    src = LOCAL.open_read(path)
+    fd = src.fileno()
     try:
-        st = os.fstat(fd)
-        size = st.st_size
-        if not stat.S_ISREG(st.st_mode):
-            raise CheckpointNotFoundError(f"For 'load_checkpoint', {path} is not a regular file.")
         if fmt == "safetensors":
-            if hasattr(os, "posix_fadvise"):
-                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
-            entries, _meta = read_safetensors((fd, size), path, select, crc_check=crc_check)
+            src.advise_sequential()
+            entries, _meta = read_safetensors(src, path, select, crc_check=crc_check)
             return dict(entries)
-        head = os.pread(fd, 4, 0)
+        head = src.pread(4, 0)
         cipher = _CIPHER_MAGICS.get(head)
         if cipher is None and dec_key is not None:
             raise DecryptionError(
@@ -328,9 +320,8 @@ def read_file(
                 f"{cipher}; pass dec_key=<the key used to save it> and dec_mode='{cipher}'."
             )
         if cipher is None:
-            if hasattr(os, "posix_fadvise"):
-                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
-            reader = ByteReader(fd=fd, size=size, track_crc=crc_check)
+            src.advise_sequential()
+            reader = ByteReader(source=src, track_crc=crc_check)
             return read_ckpt(reader, path, select, crc_check=crc_check)
         from .codecs import crypto
 
@@ -342,7 +333,7 @@ def read_file(
             finally:
                 source.close()
     finally:
-        os.close(fd)
+        src.close()
 
 
 def _as_parameters(entries: dict[str, Any]) -> dict[str, Any]:

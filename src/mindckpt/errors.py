@@ -12,6 +12,13 @@
           │                                    match, or crc_check=True on a file without one
           ├── DecryptionError (ValueError)     wrong key, wrong mode, tampered or re-ordered blocks,
           │                                    a key given for a plain file
+          ├── CheckpointNotFoundError          the checkpoint (file, object, directory) does not
+          │    (FileNotFoundError, ValueError) exist, or is not a file
+          ├── StorageError (OSError)           a store operation failed (write, publish, list,
+          │    │                               remove), naming the key; nothing was replaced
+          │    ├── DurabilityError             the new file is in place but not known durable
+          │    └── MissingDirectoryError       the target's directory does not exist
+          │         (FileNotFoundError)
           └── AsyncSaveError (RuntimeError)    a background save failed; raised at the next save,
                                                at an explicit wait, or at exit
 
@@ -27,6 +34,10 @@ __all__ = [
     "ChecksumError",
     "DecryptionError",
     "AsyncSaveError",
+    "CheckpointNotFoundError",
+    "StorageError",
+    "DurabilityError",
+    "MissingDirectoryError",
 ]
 
 
@@ -48,3 +59,20 @@ class DecryptionError(CheckpointError, ValueError):
 
 class AsyncSaveError(CheckpointError, RuntimeError):
     """A background (async) save failed; the cause is chained."""
+
+
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError, ValueError):
+    """The checkpoint does not exist (``FileNotFoundError``; also ``ValueError``, which is what
+    MindSpore raises for a missing file)."""
+
+
+class StorageError(CheckpointError, OSError):
+    """A store operation failed; the message names the key and the cause."""
+
+
+class DurabilityError(StorageError):
+    """The new object is in place under its final name, but it is not known to be durable."""
+
+
+class MissingDirectoryError(StorageError, FileNotFoundError):
+    """The directory to save into does not exist (MindSpore raises FileNotFoundError)."""

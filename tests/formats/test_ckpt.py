@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 import zlib
 
 import ml_dtypes
@@ -17,7 +16,8 @@ import mindckpt as ms
 from mindckpt.errors import ChecksumError, FormatError
 from mindckpt.formats import ckpt as C
 from mindckpt.formats._wire import decode_varint, encode_varint
-from mindckpt.storage.local import ByteReader
+from mindckpt.formats._cursor import ByteReader
+from mindckpt.storage.local import LOCAL
 
 
 class _Sink:
@@ -37,12 +37,9 @@ def encode(records, **kw) -> bytes:
 def decode(data: bytes, tmp_path, crc_check=False, select=lambda n: True):
     p = tmp_path / "x.ckpt"
     p.write_bytes(data)
-    fd = os.open(p, os.O_RDONLY)
-    try:
-        r = ByteReader(fd=fd, size=len(data), track_crc=crc_check)
+    with LOCAL.open_read(str(p)) as src:
+        r = ByteReader(source=src, track_crc=crc_check)
         return C.read_ckpt(r, str(p), select, crc_check=crc_check)
-    finally:
-        os.close(fd)
 
 
 class _Stream:

@@ -37,7 +37,7 @@ import numpy as np
 
 from .. import tensor as T
 from ..errors import ChecksumError, FormatError
-from ..storage.local import ByteReader
+from ._cursor import ByteReader
 from ._wire import EGROUP, I32, I64, LEN, SGROUP, VARINT, decode_varint, encode_varint
 
 __all__ = [

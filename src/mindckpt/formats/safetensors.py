@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import zlib
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -131,20 +130,10 @@ def read_safetensors(
 
     Returns ``({name: Entry}, metadata)``, names sorted as MindSpore returns them.
     """
-    if isinstance(source, tuple):
-        fd, size = source
-
-        def pread(n: int, off: int) -> bytes:
-            return os.pread(fd, n, off)
-
-        def readinto(mv: memoryview, off: int) -> int:
-            done = 0
-            while done < len(mv):
-                got = os.preadv(fd, [mv[done:]], off + done)
-                if not got:
-                    break
-                done += got
-            return done
+    if hasattr(source, "readinto_at"):  # a storage ByteSource
+        size = source.size
+        pread = source.pread
+        readinto = source.readinto
     else:
         buf = memoryview(source).cast("B")
         size = len(buf)

@@ -1,221 +1,333 @@
-"""Local files: durable atomic replacement on write, bounded positional reads on load.
+"""Local files: the :class:`~mindckpt.storage.base.Store` over the operating system's files.
 
-Writing (:class:`AtomicFile`): the data goes to a uniquely named temporary file in the target's
-directory; on success it is flushed, ``fsync``-ed, made read-only (0400, as MindSpore leaves its
-checkpoints), renamed over the target with ``os.replace`` and the directory is ``fsync``-ed.  On
-any failure the temporary file is removed and the previous checkpoint is untouched.  Unlike
-MindSpore, nothing is deleted before the new file is complete.
+Writes (the primitives of :class:`~mindckpt.storage.base.AtomicWrite`): the data goes to a
+uniquely named temporary file ``.{name}.XXXXXXXX.tmp`` in the target's directory, locked
+(``flock``) for as long as its writer lives; ``sync`` is ``fsync``; ``publish`` makes the file
+read-only (0400, as MindSpore leaves its checkpoints) and ``os.replace``-s it over the target;
+``sync_parent`` ``fsync``-s the directory.  While a durable file grows, its written ranges are
+handed to the kernel's writeback (``sync_file_range``) so that the final ``fsync`` has little
+left to do.  Unlike MindSpore, nothing is deleted before the new file is complete.
 
-Reading (:class:`ByteReader`): a forward-only cursor over a plain file or a decrypted stream.
-Small header reads come from a little read-ahead buffer; tensor payloads go straight from the
-file (``preadv``) or the stream into the caller's array, so each payload byte is copied once.
+Temporary files of writers that died (``kill -9``, power loss) are removed at the next write to
+the same directory: a temp file whose lock can be taken has no live writer.  A live writer's file
+is never touched.
+
+Reads: :class:`FileSource`, positional ``preadv`` straight into the caller's buffer, and an
+optional read-only memory map of the whole file.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import ctypes.util
+import errno
+import mmap
 import os
+import re
+import stat
 import tempfile
-import zlib
-from typing import Any, BinaryIO, cast
+import time
+from typing import Any
 
-__all__ = ["AtomicFile", "ByteReader", "FileSink", "write_all", "fsync_dir"]
+from ..errors import CheckpointNotFoundError, MissingDirectoryError, StorageError
+from .base import ByteSource, FileInfo, PendingWrite, Store
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = ["LocalStore", "FileSource", "LOCAL", "fsync_dir", "TEMP_PATTERN"]
 
 READ_ONLY = 0o400
+TEMP_PATTERN = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
+_FRESH_SECONDS = 5.0
+_WRITEBACK_EVERY = 64 << 20  # start writeback of each 64 MiB written (durable saves)
 
 
-def write_all(f: Any, data: Any) -> None:
-    """Write every byte of ``data`` to a raw (unbuffered) file, looping over short writes."""
-    mv = memoryview(data).cast("B")
-    while mv:
-        n = f.write(mv)
-        if n is None:  # non-blocking raw file with nothing written; not expected for files
-            continue
-        mv = mv[n:]
+def _load_sync_file_range() -> Any:
+    if not hasattr(os, "sched_getaffinity"):  # Linux only
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        fn = libc.sync_file_range
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    return fn
 
 
-class FileSink:
-    """A sink whose ``write`` takes every byte (loops over a raw file's short writes)."""
-
-    def __init__(self, f: Any):
-        self.f = f
-
-    def write(self, data: Any) -> None:
-        write_all(self.f, data)
+_sync_file_range = _load_sync_file_range()
+_SYNC_FILE_RANGE_WRITE = 2
 
 
 def fsync_dir(path: str) -> None:
+    """fsync a directory; errors are raised (a directory that cannot be opened on this
+    platform, such as on Windows, is skipped)."""
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return  # platforms where directories cannot be opened
+    except (PermissionError, IsADirectoryError):
+        if os.name == "nt":
+            return
+        raise
     try:
         os.fsync(fd)
-    except OSError:
-        pass
     finally:
         os.close(fd)
 
 
-class AtomicFile:
-    """``with AtomicFile(path) as f: f.write(...)`` replaces ``path`` only when all went well.
+def _write_all(fd: int, data: Any) -> None:
+    mv = memoryview(data).cast("B")
+    while mv:
+        n = os.write(fd, mv)
+        mv = mv[n:]
 
-    ``f`` is a raw, unbuffered binary file: use :func:`write_all`.  ``mode`` is the permission of
-    the final file (0400 by default).
-    """
 
-    def __init__(self, path: str, mode: int = READ_ONLY, durable: bool | None = None):
+class _LocalPending(PendingWrite):
+    def __init__(self, path: str, mode: int):
         self.path = path
         self.mode = mode
-        # MINDCKPT_FSYNC=0 skips fsync (scratch disks, benchmarks); the rename stays atomic
-        self.durable = os.environ.get("MINDCKPT_FSYNC", "1") != "0" if durable is None else durable
-        self.tmp_path: str | None = None
-        self.file: BinaryIO | None = None
-
-    def __enter__(self) -> Any:
-        directory, base = os.path.split(self.path)
-        fd, self.tmp_path = tempfile.mkstemp(prefix=f".{base}.", suffix=".tmp", dir=directory or ".")
-        self.file = open(fd, "wb", buffering=0)  # noqa: SIM115 - closed in __exit__
-        return self.file
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        f, tmp = cast(BinaryIO, self.file), cast(str, self.tmp_path)  # set by __enter__
-        if exc_type is not None:
-            self._discard(f, tmp)
-            return
+        directory, base = os.path.split(path)
+        self.directory = directory or "."
         try:
-            if self.durable:
-                os.fsync(f.fileno())
-            f.close()
-            os.chmod(tmp, self.mode)
-            os.replace(tmp, self.path)
+            fd, self.tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=".tmp", dir=self.directory)
+        except FileNotFoundError:
+            raise MissingDirectoryError(
+                f"Cannot save {path}: its directory {self.directory} does not exist; create it "
+                "first."
+            ) from None
+        except OSError as exc:
+            raise StorageError(
+                f"Cannot save {path}: creating a file in {self.directory} failed "
+                f"({exc.strerror or exc}); check the permissions and free space."
+            ) from exc
+        self.fd: int | None = fd
+        if fcntl is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released when the fd closes
+        self.size = 0
+        self._flushed = 0
+
+    def write(self, data: Any) -> None:
+        if self.fd is None:
+            raise StorageError(f"write to {self.path} after it was closed")
+        try:
+            _write_all(self.fd, data)
+        except OSError as exc:
+            err = StorageError(
+                f"Failed to save {self.path}: writing failed ({exc.strerror or exc}). The file "
+                "was not written; any previous file of that name is unchanged."
+                + (" Free some disk space." if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "")
+            )
+            err.errno = exc.errno
+            raise err from exc
+        self.size += memoryview(data).nbytes
+
+    def start_writeback(self) -> None:
+        if _sync_file_range is None or self.fd is None:
+            return
+        if self.size - self._flushed >= _WRITEBACK_EVERY:
+            _sync_file_range(self.fd, self._flushed, self.size - self._flushed,
+                             _SYNC_FILE_RANGE_WRITE)
+            self._flushed = self.size
+
+    def sync(self) -> None:
+        os.fsync(self._fd())
+
+    def _fd(self) -> int:
+        if self.fd is None:
+            raise StorageError(f"{self.path}: the write was already closed")
+        return self.fd
+
+    def publish(self) -> None:
+        fd = self._fd()
+        os.fchmod(fd, self.mode) if hasattr(os, "fchmod") else os.chmod(self.tmp, self.mode)
+        os.replace(self.tmp, self.path)
+        self.fd = None
+        try:
+            os.close(fd)
+        except OSError as exc:
+            # already renamed: say what is true
+            from ..errors import DurabilityError
+
+            raise DurabilityError(
+                f"{self.path} is in place, but closing it failed ({exc.strerror or exc}); it "
+                "may be incomplete on storage that reports write errors at close (NFS). Check "
+                "it with `mindckpt verify`, or save again."
+            ) from exc
+
+    def sync_parent(self) -> None:
+        fsync_dir(self.directory)
+
+    def discard(self) -> None:
+        fd, self.fd = self.fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.tmp)
+
+    def written(self) -> int:
+        return self.size
+
+
+class FileSource(ByteSource):
+    """Positional reads of one local file (``os.preadv`` into the caller's buffer)."""
+
+    def __init__(self, path: str, fd: int, size: int):
+        self.name = path
+        self.path = path
+        self.fd: int | None = fd
+        self.size = size
+        self._map: mmap.mmap | None = None
+
+    def readinto_at(self, mv: memoryview, offset: int) -> int:
+        if self.fd is None:
+            raise StorageError(f"{self.path} is closed")
+        if offset >= self.size:
+            return 0
+        return os.preadv(self.fd, [mv], offset)
+
+    def mapping(self) -> memoryview | None:
+        if self.size == 0 or self.fd is None:
+            return None
+        if self._map is None:
+            try:
+                self._map = mmap.mmap(self.fd, self.size, access=mmap.ACCESS_READ)
+            except (OSError, ValueError):
+                return None
+        return memoryview(self._map)
+
+    def fileno(self) -> int | None:
+        return self.fd
+
+    def advise_sequential(self) -> None:
+        if self.fd is not None and hasattr(os, "posix_fadvise"):
+            with contextlib.suppress(OSError):
+                os.posix_fadvise(self.fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+
+    def close(self) -> None:
+        # an mmap stays valid after its fd is closed; arrays built on it keep it alive
+        self._map = None
+        fd, self.fd = self.fd, None
+        if fd is not None:
+            os.close(fd)
+
+
+class LocalStore(Store):
+    """The local filesystem; keys are paths."""
+
+    def _begin(self, key: str, mode: int) -> PendingWrite:
+        self.clean_stale_temps(os.path.dirname(key) or ".")
+        return _LocalPending(key, mode)
+
+    def open_write(self, key: str, *, durable: bool | None = None, mode: int = READ_ONLY) -> Any:
+        w = super().open_write(key, durable=durable, mode=mode)
+        if w.durable:
+            pending = w._pending  # type: ignore[attr-defined]
+            inner = w.write
+
+            def write(data: Any) -> None:
+                inner(data)
+                pending.start_writeback()
+
+            w.write = write  # type: ignore[method-assign]
+        return w
+
+    def open_read(self, key: str) -> FileSource:
+        try:
+            fd = os.open(key, os.O_RDONLY)
+        except FileNotFoundError:
+            raise self.missing(key) from None
+        except IsADirectoryError:
+            raise CheckpointNotFoundError(
+                f"The checkpoint file {key} is a directory, not a checkpoint file; pass the path "
+                "of a file inside it."
+            ) from None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise CheckpointNotFoundError(f"{key} is not a regular file.")
         except BaseException:
-            self._discard(f, tmp)
+            os.close(fd)
             raise
-        if self.durable:
-            fsync_dir(os.path.dirname(self.path) or ".")
+        return FileSource(key, fd, st.st_size)
+
+    def list(self, directory: str) -> list[FileInfo]:
+        out: list[FileInfo] = []
+        try:
+            entries = list(os.scandir(directory))
+        except (FileNotFoundError, NotADirectoryError):
+            return out
+        for e in entries:
+            try:
+                if not e.is_file():
+                    continue
+                st = e.stat()
+            except OSError:
+                continue
+            out.append(FileInfo(os.path.join(directory, e.name), st.st_size, st.st_mtime))
+        return out
+
+    def remove(self, key: str) -> None:
+        try:
+            os.remove(key)
+        except FileNotFoundError:
+            raise self.missing(key) from None
+        except PermissionError:
+            # 0400 files in a writable directory are removable; on platforms that refuse, retry
+            os.chmod(key, stat.S_IWUSR | stat.S_IRUSR)
+            os.remove(key)
+
+    def exists(self, key: str) -> bool:
+        return os.path.exists(key)
+
+    def isdir(self, key: str) -> bool:
+        return os.path.isdir(key)
+
+    def makedirs(self, directory: str) -> None:
+        os.makedirs(directory, exist_ok=True)
+
+    def join(self, *parts: str) -> str:
+        return os.path.join(*parts)
+
+    def parent(self, key: str) -> str:
+        return os.path.dirname(key)
 
     @staticmethod
-    def _discard(f: Any, tmp: str) -> None:
+    def clean_stale_temps(directory: str) -> list[str]:
+        """Remove temp files of dead writers in ``directory``; return their paths."""
+        removed: list[str] = []
+        if fcntl is None:
+            return removed
         try:
-            f.close()
+            names = [n for n in os.listdir(directory) if TEMP_PATTERN.match(n)]
         except OSError:
-            pass
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+            return removed
+        for name in names:
+            path = os.path.join(directory, name)
+            try:
+                fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+            except OSError:
+                continue
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    continue  # a live writer holds it
+                st = os.fstat(fd)
+                if not stat.S_ISREG(st.st_mode):
+                    continue
+                if st.st_size == 0 and time.time() - st.st_mtime < _FRESH_SECONDS:
+                    continue  # possibly a writer between creating and locking its file
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+                    removed.append(path)
+            finally:
+                os.close(fd)
+        return removed
 
 
-class ByteReader:
-    """A forward-only reader with an optional running CRC-32 of everything consumed.
-
-    Backends: a plain file descriptor (``fd`` and ``size``: positional reads, nothing is read
-    for skipped payloads unless the CRC is tracked) or a stream with ``readinto`` and
-    ``size_hint`` (a decrypting source).
-    """
-
-    HEADER_READAHEAD = 4096
-
-    def __init__(self, *, fd: int | None = None, size: int = 0, stream: Any = None,
-                 track_crc: bool = False):
-        self.fd = fd
-        self.stream = stream
-        self.size = size if fd is not None else int(getattr(stream, "size_hint", 0))
-        self.exact_size = fd is not None
-        self.pos = 0
-        self.track_crc = track_crc
-        self.crc = 0
-        self._buf: bytes | bytearray = b""
-        self._buf_start = 0  # file offset of _buf[0]
-        self._eof = False  # stream backend: no more bytes
-
-    # -- internals
-    def _buffered(self) -> int:
-        return self._buf_start + len(self._buf) - self.pos
-
-    def _fill(self, n: int) -> None:
-        """Make at least ``n`` bytes from ``pos`` available in the buffer, if the input has them."""
-        if self._buffered() >= n:
-            return
-        if self.fd is not None:
-            want = max(n, self.HEADER_READAHEAD)
-            self._buf = os.pread(self.fd, want, self.pos)
-            self._buf_start = self.pos
-            return
-        keep = self._buf[self.pos - self._buf_start:] if self._buffered() > 0 else b""
-        buf = bytearray(max(n, 1 << 16))
-        buf[:len(keep)] = keep
-        have = len(keep)
-        while have < len(buf) and not self._eof:
-            got = self.stream.readinto(memoryview(buf)[have:])
-            if not got:
-                self._eof = True
-                break
-            have += got
-        del buf[have:]
-        self._buf = buf
-        self._buf_start = self.pos
-
-    # -- public API
-    def remaining_bound(self) -> int:
-        """An upper bound of the bytes left (exact for plain files)."""
-        return max(self.size - self.pos, self._buffered())
-
-    def at_eof(self) -> bool:
-        if self.fd is not None:
-            return self.pos >= self.size
-        self._fill(1)
-        return self._buffered() <= 0
-
-    def peek(self, n: int) -> bytes:
-        """Up to ``n`` bytes from the current position, without consuming them."""
-        self._fill(n)
-        off = self.pos - self._buf_start
-        return bytes(self._buf[off:off + n])
-
-    def read(self, n: int) -> bytes:
-        """Exactly ``n`` bytes, or fewer at the end of the input (the caller checks)."""
-        data = self.peek(n)
-        self.pos += len(data)
-        if self.track_crc:
-            self.crc = zlib.crc32(data, self.crc)
-        return data
-
-    def readinto(self, mv: memoryview) -> int:
-        """Fill ``mv`` (a byte view) from the current position; return the bytes filled."""
-        total = len(mv)
-        done = 0
-        # bytes already in the buffer (stream backend, or a tiny payload after a header)
-        avail = min(self._buffered(), total)
-        if avail > 0 and (self.fd is None or total <= self.HEADER_READAHEAD):
-            off = self.pos - self._buf_start
-            mv[:avail] = self._buf[off:off + avail]
-            done = avail
-        while done < total:
-            if self.fd is not None:
-                got = os.preadv(self.fd, [mv[done:]], self.pos + done)
-            else:
-                got = self.stream.readinto(mv[done:])
-            if not got:
-                break
-            done += got
-        if self.track_crc:
-            self.crc = zlib.crc32(mv[:done], self.crc)
-        self.pos += done
-        return done
-
-    def skip(self, n: int) -> int:
-        """Consume ``n`` bytes without keeping them; return how many there were."""
-        if self.fd is not None and not self.track_crc:
-            n = min(n, self.size - self.pos)
-            self.pos += n
-            return n
-        done = 0
-        scratch = bytearray(min(n, 1 << 20))
-        while done < n:
-            step = min(n - done, len(scratch))
-            got = self.readinto(memoryview(scratch)[:step])
-            if not got:
-                break
-            done += got
-        return done
+LOCAL = LocalStore()
