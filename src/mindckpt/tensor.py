@@ -10,12 +10,15 @@ array itself (no copy), so loading a checkpoint never copies a tensor a second t
 
 from __future__ import annotations
 
+import builtins
 import itertools
 from dataclasses import dataclass
 from typing import Any
 
 import ml_dtypes
 import numpy as np
+
+from .adapters.torch import is_device_tensor, is_torch_tensor, torch_to_numpy  # noqa: F401 - re-exported
 
 __all__ = [
     "Type",
@@ -51,6 +54,18 @@ class Type:
     @property
     def itemsize(self) -> int:
         return self.np_dtype.itemsize
+
+    @property
+    def is_floating_point(self) -> bool:
+        return self.kind == "float"
+
+    @property
+    def is_signed(self) -> bool:
+        return self.kind in ("float", "int")
+
+    @property
+    def is_complex(self) -> bool:
+        return False
 
     def __repr__(self) -> str:
         return self.name
@@ -98,6 +113,18 @@ _BY_NUMPY = {t.np_dtype: t for t in DTYPES if t is not qint4x2}
 _BY_ST = {t.st_code: t for t in DTYPES if t is not qint4x2}
 STR_TYPE_NAME = "str"
 
+#: MindSpore's alias names (``mindspore.common.dtype.__all__``) for the dtypes above, the names
+#: ``Tensor.astype("half")`` accepts. ``mindckpt.common.dtype`` re-exports them as attributes.
+DTYPE_ALIASES: dict[str, Type] = {
+    "bool_": bool_, "int8": int8, "byte": int8, "int16": int16, "short": int16,
+    "int32": int32, "intc": int32, "int64": int64, "long": int64, "intp": int64,
+    "uint8": uint8, "ubyte": uint8, "uint16": uint16, "ushort": uint16, "uint32": uint32,
+    "uintc": uint32, "uint64": uint64, "uintp": uint64, "float16": float16, "half": float16,
+    "float32": float32, "single": float32, "float64": float64, "double": float64,
+    "bfloat16": bfloat16, "qint4x2": qint4x2,
+}  # fmt: skip
+_BY_PYTYPE = {bool: bool_, int: int64, float: float64}  # mindspore.pytype_to_dtype
+
 
 def dtype_of_name(name: str) -> Type | None:
     """The dtype stored under ``tensor_type`` ``name`` (case-sensitive), or None."""
@@ -133,26 +160,23 @@ def _as_type(dtype: Any) -> Type:
     return t
 
 
-def is_torch_tensor(x: Any) -> bool:
-    t = type(x)
-    return t.__module__.startswith("torch") and t.__name__ in ("Tensor", "Parameter")
-
-
-def torch_to_numpy(x: Any) -> np.ndarray:
-    """A numpy array for a torch tensor: a view for CPU tensors (bfloat16 via a uint16 view)."""
-    import torch
-
-    x = x.detach()
-    if x.device.type != "cpu":
-        x = x.cpu()
-    if x.dtype == torch.bfloat16:
-        return x.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
-    return x.numpy()
-
-
-def is_device_tensor(x: Any) -> bool:
-    """A torch tensor that lives off the host (CUDA, ...)."""
-    return is_torch_tensor(x) and x.device.type != "cpu"
+def _as_dtype(dtype: Any, where: str) -> Type:
+    """``dtype`` as ``Tensor.astype`` takes it: a Type, an alias name, a Python or numpy type."""
+    if isinstance(dtype, str):
+        t = DTYPE_ALIASES.get(dtype)
+        if t is None:
+            raise TypeError(
+                f"For {where}, the string input type must be one of {list(DTYPE_ALIASES)}, "
+                f"but got '{dtype}'."
+            )
+        return t
+    if dtype in _BY_PYTYPE:
+        return _BY_PYTYPE[dtype]
+    try:
+        return _as_type(dtype)
+    except TypeError as e:
+        raise TypeError(f"For {where}, the argument 'dtype' must be a mindspore dtype, "
+                        f"an alias name or a numpy dtype, but got {dtype!r}.") from e
 
 
 def meta(x: Any) -> tuple[tuple[int, ...], Type | None, int]:
@@ -192,8 +216,8 @@ class Tensor:
             t = input_data._dtype
         else:
             arr = to_numpy(input_data)
-            if arr.dtype == np.float64 and isinstance(input_data, float):
-                arr = arr.astype(np.float32)  # MindSpore: Tensor(1.5) is Float32
+            if arr.dtype == np.float64 and isinstance(input_data, (float, list, tuple)):
+                arr = arr.astype(np.float32)  # MindSpore: Tensor(1.5), Tensor([1.0]) are Float32
             t = None
         if dtype is not None:
             t = _as_type(dtype)
@@ -238,10 +262,86 @@ class Tensor:
     def itemsize(self) -> int:
         return self._dtype.itemsize
 
-    def astype(self, dtype: Any) -> Tensor:
-        return Tensor(self._array.astype(_as_type(dtype).np_dtype))
+    def numpy(self) -> np.ndarray:
+        """The backing numpy array (not a copy), as ``asnumpy()``."""
+        return self._array
 
-    def __len__(self) -> int:
+    @staticmethod
+    def from_numpy(array: np.ndarray) -> Tensor:
+        """A Tensor sharing memory with ``array`` (a C-contiguous copy when it is not)."""
+        if not isinstance(array, np.ndarray):
+            raise TypeError("Expected a NumPy array.")
+        return Tensor(np.ascontiguousarray(array))
+
+    def astype(self, dtype: Any, copy: bool = True) -> Tensor:
+        """A Tensor of ``dtype`` (a dtype, an alias name like ``"half"``, a numpy or Python type).
+
+        ``copy=False`` returns ``self`` when the dtype already matches; otherwise a new array.
+        """
+        t = _as_dtype(dtype, "Tensor.astype")
+        if t == self._dtype and not copy:
+            return self
+        return Tensor(self._array.astype(t.np_dtype, copy=True), dtype=t)
+
+    def _cast(self, t: Type) -> Tensor:
+        # MindSpore's float()/half()/...: a new Tensor; on the same dtype it shares the data.
+        if t == self._dtype:
+            return Tensor(self._array, dtype=t)
+        return Tensor(self._array.astype(t.np_dtype), dtype=t)
+
+    def float(self) -> Tensor:
+        return self._cast(float32)
+
+    def half(self) -> Tensor:
+        return self._cast(float16)
+
+    def double(self) -> Tensor:
+        return self._cast(float64)
+
+    def bfloat16(self) -> Tensor:
+        return self._cast(bfloat16)
+
+    def int(self) -> Tensor:
+        return self._cast(int32)
+
+    def long(self) -> Tensor:
+        return self._cast(int64)
+
+    def short(self) -> Tensor:
+        return self._cast(int16)
+
+    def byte(self) -> Tensor:
+        return self._cast(uint8)
+
+    def bool(self) -> Tensor:
+        return self._cast(bool_)
+
+    def copy(self) -> Tensor:
+        """A Tensor with its own copy of the data (a zero-size Tensor returns itself)."""
+        if self._array.size == 0:
+            return self
+        return Tensor(self._array.copy(), dtype=self._dtype)
+
+    def set_dtype(self, dtype: Type) -> Type:
+        """Cast the data to ``dtype`` in place; returns the new dtype (MindSpore's contract)."""
+        if not isinstance(dtype, Type):
+            raise RuntimeError(
+                f"Unable to cast Python instance of type {type(dtype)} to C++ type "
+                "'std::shared_ptr<mindspore::Type>'"
+            )
+        if dtype != self._dtype:
+            object.__setattr__(self, "_array", self._array.astype(dtype.np_dtype))
+            object.__setattr__(self, "_dtype", dtype)
+        return dtype
+
+    def item(self) -> Any:
+        """The value of a one-element Tensor as a Python scalar."""
+        return self._array.item()
+
+    def tolist(self) -> Any:
+        return self._array.tolist()
+
+    def __len__(self) -> builtins.int:
         return len(self._array)
 
     def __repr__(self) -> str:
@@ -291,13 +391,17 @@ class Parameter(Tensor):
         if name is None or name == "":
             name = f"Parameter#{next(_param_ids)}"
         object.__setattr__(self, "name", name)
-        object.__setattr__(self, "requires_grad", bool(requires_grad))
+        if not isinstance(requires_grad, bool):
+            raise TypeError("The argument `requires_grad` must be bool type")
+        object.__setattr__(self, "requires_grad", requires_grad)
         object.__setattr__(self, "layerwise_parallel", layerwise_parallel)
         object.__setattr__(self, "parallel_optimizer", parallel_optimizer)
 
     def __setattr__(self, key: str, value: Any) -> None:
         if key == "name" and not isinstance(value, str):
             raise TypeError(f"The type of the Parameter's name should be 'str', but got {type(value)}.")
+        if key == "requires_grad" and not isinstance(value, bool):
+            raise TypeError("The argument `requires_grad` must be bool type")
         object.__setattr__(self, key, value)
 
     @property
@@ -314,8 +418,22 @@ class Parameter(Tensor):
     def init_data(self, *args: Any, **kwargs: Any) -> Parameter:
         return self
 
-    def clone(self, init: str = "same") -> Parameter:
-        return Parameter(self._array.copy(), self.name, self.requires_grad)
+    def clone(self, init: Any = "same") -> Parameter:
+        """A new Parameter with the same name, requires_grad and flags, and its own data:
+        a copy (``init="same"``), or ``init`` (a Tensor, an initializer name, a number) drawn
+        with this Parameter's shape and dtype."""
+        if isinstance(init, str) and init == "same":
+            data: Any = self._array.copy()
+        else:
+            from .common.initializer import initializer
+
+            data = initializer(init, self.shape, self._dtype).asnumpy()
+        return Parameter(Tensor(data, dtype=self._dtype), self.name, self.requires_grad,
+                         self.layerwise_parallel, self.parallel_optimizer)
+
+    def copy(self) -> Parameter:
+        """``clone(init="same")``: a new Parameter, same name, its own data."""
+        return self.clone(init="same")
 
     def __repr__(self) -> str:
         return (

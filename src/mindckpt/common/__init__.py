@@ -1,5 +1,10 @@
-"""``mindckpt.common``: the parts of ``mindspore.common`` that model definitions import."""
+"""``mindckpt.common``: the parts of ``mindspore.common`` that model and checkpoint code import:
+``dtype`` (``mstype``), ``initializer``, ``tensor``, ``parameter`` and their names."""
 
-from . import initializer
+from . import dtype, initializer
+from .dtype import *  # noqa: F403  (MindSpore's common re-exports every dtype name)
+from .dtype import __all__ as _dtype_all
+from .parameter import Parameter, ParameterTuple
+from .tensor import Tensor, tensor
 
-__all__ = ["initializer"]
+__all__ = ["dtype", "initializer", *_dtype_all, "Tensor", "tensor", "Parameter", "ParameterTuple"]
