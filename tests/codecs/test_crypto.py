@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from mindckpt.codecs import _blocks, crypto
+from mindckpt.codecs._source import as_positional
 from mindckpt.codecs.crypto import (
     BLOCK_SIZE,
     MODES,
@@ -64,7 +65,7 @@ def decrypt(raw: bytes, key: bytes, mode: str = "AES-GCM", *, path="t.ckpt", buf
 
 
 def blocks_of(raw: bytes, mode: str = "AES-GCM") -> list[bytes]:
-    infos = _blocks.scan_blocks(io.BytesIO(raw), mode, "x")
+    infos = _blocks.scan_blocks(as_positional(io.BytesIO(raw)), mode, "x")
     return [raw[b.offset : b.data_offset + b.size] for b in infos]
 
 

@@ -35,10 +35,11 @@ such blocks like any other (it only feeds the nonce to GCM).
 
 from __future__ import annotations
 
-import os
 import struct
-from typing import BinaryIO, NamedTuple
+from array import array
+from typing import NamedTuple
 
+from mindckpt.codecs._source import PositionalSource, read_at
 from mindckpt.errors import DecryptionError
 
 BLOCK_SIZE = 64 * 1024 * 1024
@@ -59,6 +60,7 @@ NONCE_MARKER = b"mck"
 FILE_ID_SIZE = 6
 IV_TAIL = b"MCK1"
 MAX_BLOCKS = 1 << 23  # 3-byte counter holds index << 1 | last
+MAX_SCAN_BLOCKS = 1 << 21  # 128 TiB of 64 MiB blocks; bounds the index of a crafted file
 
 CRC_TRAILER_PREFIX = b"crc_num"
 CRC_TRAILER_SIZE = 17
@@ -75,6 +77,63 @@ class BlockInfo(NamedTuple):
     size: int  # C, ciphertext length
     tag: bytes  # b"" for CBC modes
     iv: bytes
+
+
+class BlockTable:
+    """The scanned headers of one file, stored compactly (about 56 bytes per block).
+
+    ``table[i]`` gives a :class:`BlockInfo`; ``tag(i)``/``iv(i)``/``size(i)`` avoid building one.
+    A hostile file of a million empty blocks thus costs ~1.2x its size to index, not 7x.
+    """
+
+    __slots__ = ("mode", "hsize", "offsets", "sizes", "_heads")
+
+    def __init__(self, mode: str):
+        self.mode = mode
+        self.hsize = header_size(mode)
+        self.offsets = array("q")
+        self.sizes = array("q")
+        self._heads = bytearray()  # tag (16, zeros for CBC) + IV (16) per block
+
+    def append(self, offset: int, c: int, tag: bytes, iv: bytes) -> None:
+        self.offsets.append(offset)
+        self.sizes.append(c)
+        self._heads += tag.ljust(TAG_SIZE, b"\0")
+        self._heads += iv
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def __getitem__(self, i: int) -> BlockInfo:
+        n = len(self.offsets)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError(i)
+        off = self.offsets[i]
+        return BlockInfo(i, off, off + self.hsize, self.sizes[i], self.tag(i), self.iv(i))
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+    def size(self, i: int) -> int:
+        return self.sizes[i]
+
+    def data_offset(self, i: int) -> int:
+        return self.offsets[i] + self.hsize
+
+    def tag(self, i: int) -> bytes:
+        if self.mode != "AES-GCM":
+            return b""
+        return bytes(self._heads[32 * i : 32 * i + 16])
+
+    def iv(self, i: int) -> bytes:
+        return bytes(self._heads[32 * i + 16 : 32 * i + 32])
+
+    def marked(self, i: int) -> bool:
+        """Does GCM block ``i``'s nonce start with mindckpt's marker (authenticated by its tag)?"""
+        o = 32 * i + 16
+        return self.mode == "AES-GCM" and self._heads[o : o + 3] == NONCE_MARKER
 
 
 def header_size(mode: str) -> int:
@@ -114,36 +173,42 @@ def describe_plain_head(head: bytes) -> str:
     return f"its first bytes are {head[:4].hex(' ')}, which is no encryption magic"
 
 
-def file_size(f: BinaryIO) -> int:
-    try:
-        return os.fstat(f.fileno()).st_size
-    except (AttributeError, OSError, ValueError):
-        pos = f.tell()
-        end = f.seek(0, os.SEEK_END)
-        f.seek(pos)
-        return end
+SCAN_READAHEAD = 1 << 16  # header bytes read at once while blocks are small
 
 
-def _read_exact_at(f: BinaryIO, offset: int, n: int) -> bytes:
-    f.seek(offset)
-    return f.read(n)
-
-
-def scan_blocks(f: BinaryIO, mode: str, path: str) -> list[BlockInfo]:
-    """Read and check every block header (seeking over the ciphertext).
+def scan_blocks(src: PositionalSource, mode: str, path: str) -> BlockTable:
+    """Read and check every block header (skipping over the ciphertext).
 
     Raises DecryptionError for anything MindSpore's decryptor rejects (bad magic, IV length
     != 16, L > 64 MiB + 50, C != L - 24, a block running past EOF, bytes after the last block)
-    and for CBC ciphertext lengths that cannot hold PKCS#7 padding.
+    and for CBC ciphertext lengths that cannot hold PKCS#7 padding. Cost: one read per block
+    header (48 or 32 bytes), batched into 64 KiB reads while blocks are small.
     """
-    total = file_size(f)
+    total = src.size
     hsize = header_size(mode)
     magic = MAGICS[mode]
-    blocks: list[BlockInfo] = []
+    table = BlockTable(mode)
+    unpack = _GCM_HDR.unpack_from if mode == "AES-GCM" else _CBC_HDR.unpack_from
+    buf, buf_start = b"", 0
+    last_c = 0
     off = 0
     while off < total:
-        i = len(blocks)
-        head = _read_exact_at(f, off, hsize)
+        i = len(table)
+        if i >= MAX_SCAN_BLOCKS:
+            raise _fail(
+                path,
+                mode,
+                i,
+                off,
+                f"the file has more than {MAX_SCAN_BLOCKS} blocks (MindSpore writes 64 MiB blocks, "
+                "so this is a 128 TiB checkpoint or a crafted file)",
+                "Restore the file from a good copy",
+            )
+        rel = off - buf_start
+        if rel < 0 or rel + hsize > len(buf):
+            want = hsize if last_c >= SCAN_READAHEAD else SCAN_READAHEAD
+            buf, buf_start, rel = read_at(src, want, off), off, 0
+        head = buf[rel : rel + hsize]
         if head[:4] != magic:
             raise _bad_magic(path, mode, i, off, head, total - off)
         if len(head) < hsize:
@@ -157,9 +222,9 @@ def scan_blocks(f: BinaryIO, mode: str, path: str) -> list[BlockInfo]:
                 "recovered past its last complete block",
             )
         if mode == "AES-GCM":
-            _, tag, length, ivlen, iv, c = _GCM_HDR.unpack(head)
+            _, tag, length, ivlen, iv, c = unpack(head)
         else:
-            _, length, ivlen, iv, c = _CBC_HDR.unpack(head)
+            _, length, ivlen, iv, c = unpack(head)
             tag = b""
         if ivlen != IV_SIZE:
             raise _fail(
@@ -208,9 +273,10 @@ def scan_blocks(f: BinaryIO, mode: str, path: str) -> list[BlockInfo]:
                 "Re-copy or re-download the checkpoint; a truncated encrypted file cannot be "
                 "recovered past its last complete block",
             )
-        blocks.append(BlockInfo(i, off, off + hsize, c, tag, iv))
+        table.append(off, c, tag, iv)
+        last_c = c
         off = end
-    return blocks
+    return table
 
 
 def _bad_magic(path: str, mode: str, i: int, off: int, head: bytes, remaining: int):
@@ -255,63 +321,138 @@ def _bad_magic(path: str, mode: str, i: int, off: int, head: bytes, remaining: i
     )
 
 
-def is_ours(blocks: list[BlockInfo]) -> bool:
-    """True when the first GCM block carries mindckpt's nonce layout (authenticated by its tag)."""
-    return bool(blocks) and bool(blocks[0].tag) and blocks[0].iv[:3] == NONCE_MARKER
+def check_binding(table: BlockTable, path: str, *, require_bound: bool = False) -> bool:
+    """Is this file's block order protected? Raise if its blocks disagree about it.
+
+    A GCM block is *bound* when its nonce starts with mindckpt's marker; the nonce is
+    authenticated by the block's tag, so the answer cannot be changed without failing that
+    block later. Either every block is bound (then :func:`check_sequence` runs and True is
+    returned) or none is (MindSpore's random nonces: False). A mix means blocks of different
+    writers were combined (e.g. block 0 replaced by a MindSpore-written block to switch the
+    checks off) and is rejected, naming the first block of the minority. With
+    ``require_bound`` an unbound file (any CBC file, any MindSpore-written GCM file) is
+    rejected too.
+    """
+    mode = table.mode
+    n = len(table)
+    if mode != "AES-GCM":
+        if require_bound and n:
+            raise _fail(
+                path,
+                mode,
+                None,
+                None,
+                f"strict mode (require_bound=True) accepts only AES-GCM files written by mindckpt, "
+                f"whose blocks are bound to their file and position; {mode} has no integrity check "
+                "at all",
+                "Re-save the checkpoint with enc_mode='AES-GCM', or load it without strict mode",
+            )
+        return False
+    marked = [i for i in range(n) if table.marked(i)]
+    if not marked:
+        if require_bound and n:
+            raise _fail(
+                path,
+                mode,
+                0,
+                0,
+                "strict mode (require_bound=True) needs blocks bound to their file and position, "
+                "but this file's nonces are random (written by MindSpore, or by another writer): "
+                "reordered, dropped or spliced blocks could not be detected",
+                "Re-save the checkpoint with mindckpt, or load it without strict mode",
+            )
+        return False
+    if len(marked) < n:
+        marks = set(marked)
+        if 2 * len(marked) < n:
+            i, what = marked[0], "carries"
+        else:
+            i = next(j for j in range(n) if j not in marks)
+            what = "lacks"
+        raise _fail(
+            path,
+            mode,
+            i,
+            table.offsets[i],
+            f"the block {what} mindckpt's block-order marker but {len(marked)} of the file's {n} "
+            "blocks carry it: blocks of different files (mindckpt- and MindSpore-written, same "
+            "key) were combined, e.g. to switch off the order checks",
+            "Restore the file from a good copy",
+        )
+    check_sequence(table, path)
+    return True
 
 
-def check_sequence(blocks: list[BlockInfo], mode: str, path: str) -> None:
+def file_id(table: BlockTable) -> bytes | None:
+    """The random id in a bound file's nonces (None for unbound files)."""
+    if not len(table) or not table.marked(0):
+        return None
+    return table.iv(0)[3 : 3 + FILE_ID_SIZE]
+
+
+def check_sequence(table: BlockTable, path: str) -> None:
     """Enforce mindckpt's block chain: same file id, indices 0,1,2..., last flag only at the end.
 
     The nonce fields read here are not yet authenticated; each block's tag check confirms them
     later, so an edited nonce fails either here or there.
     """
-    fid = blocks[0].iv[3 : 3 + FILE_ID_SIZE]
-    n = len(blocks)
-    for b in blocks:
-        iv = b.iv
-        if iv[:3] != NONCE_MARKER or iv[3 : 3 + FILE_ID_SIZE] != fid:
+    mode = table.mode
+    fid = table.iv(0)[3 : 3 + FILE_ID_SIZE]
+    n = len(table)
+    if n > MAX_BLOCKS:
+        raise _fail(
+            path,
+            mode,
+            MAX_BLOCKS,
+            table.offsets[MAX_BLOCKS],
+            f"mindckpt writes at most {MAX_BLOCKS} blocks per file but this one has {n}",
+            "Restore the file from a good copy",
+        )
+    for index in range(n):
+        iv = table.iv(index)
+        offset = table.offsets[index]
+        if iv[3 : 3 + FILE_ID_SIZE] != fid:
             raise _fail(
                 path,
                 mode,
-                b.index,
-                b.offset,
+                index,
+                offset,
                 "the block was not written as part of this file (its nonce carries another file "
                 "id): blocks were spliced in from another checkpoint encrypted with the same key",
                 "Restore the file from a good copy",
             )
         counter = int.from_bytes(iv[9:12], "big")
         idx, last = counter >> 1, counter & 1
-        if idx != b.index:
+        if idx != index:
             what = (
                 "blocks were duplicated or reordered"
-                if idx < b.index
+                if idx < index
                 else "blocks were dropped or reordered"
             )
             raise _fail(
                 path,
                 mode,
-                b.index,
-                b.offset,
+                index,
+                offset,
                 f"the block was written as block {idx}: {what}",
                 "Restore the file from a good copy",
             )
-        if last and b.index != n - 1:
+        if last and index != n - 1:
             raise _fail(
                 path,
                 mode,
-                b.index,
-                b.offset,
-                f"the block was written as the final block but {n - 1 - b.index} more follow: "
+                index,
+                offset,
+                f"the block was written as the final block but {n - 1 - index} more follow: "
                 "blocks were appended or files concatenated",
                 "Restore the file from a good copy, or truncate it after this block",
             )
-        if not last and b.index == n - 1:
+        if not last and index == n - 1:
             raise _fail(
                 path,
                 mode,
-                b.index,
-                b.offset,
+                index,
+                offset,
                 "the file ends here but this block was not written as the final one: the file "
                 "was truncated at a block boundary (trailing blocks are missing)",
                 "Re-copy or re-download the checkpoint",
@@ -320,8 +461,8 @@ def check_sequence(blocks: list[BlockInfo], mode: str, path: str) -> None:
             raise _fail(
                 path,
                 mode,
-                b.index,
-                b.offset,
+                index,
+                offset,
                 "IV bytes 12-15 were altered (MindSpore ignores them, mindckpt writes a fixed value): "
                 "the header is corrupted or tampered with",
                 "Restore the file from a good copy",

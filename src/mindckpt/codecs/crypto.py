@@ -36,18 +36,22 @@ A single writer thread writes finished blocks in order; the load path reads ciph
 
 from __future__ import annotations
 
+import bisect
 import collections
+import itertools
 import os
 import threading
 import warnings
+from array import array
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, BinaryIO, cast
+from typing import Any, cast
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from mindckpt.codecs import _blocks
-from mindckpt.codecs._blocks import BLOCK_SIZE, HEADER_ROOM, MAGICS, BlockInfo
+from mindckpt.codecs._blocks import BLOCK_SIZE, HEADER_ROOM, MAGICS
+from mindckpt.codecs._source import PositionalSource, as_positional, read_full
 from mindckpt.errors import DecryptionError
 
 __all__ = [
@@ -57,6 +61,8 @@ __all__ = [
     "sniff_cipher",
     "EncryptSink",
     "DecryptSource",
+    "DecryptByteSource",
+    "PositionalSource",
 ]
 
 MODES = ("AES-GCM", "AES-CBC", "SM4-CBC")
@@ -469,65 +475,275 @@ class EncryptSink:
 # --------------------------------------------------------------------------------------------
 # Load
 
+GCM12, GCM16 = 12, 16  # GCM IV forms: 2.10 uses IV bytes 0-11 as the nonce; older versions all 16
+
 
 class _BlockFailure(Exception):
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, index: int, cause: BaseException | None = None):
         super().__init__(kind)
-        self.kind = kind
+        self.kind, self.index, self.cause = kind, index, cause
+
+
+def _cipher_run(ctx, src: PositionalSource, out: memoryview, n: int, base: int, index: int,
+                stop: threading.Event | None) -> None:
+    """Read ciphertext bytes ``base .. base+n`` into ``out[:n]`` and decipher them in place.
+
+    1 MiB pieces (read, then ciphered while in cache). An in-place call needs 15 bytes of room
+    past its input; where ``out`` ends sooner the last few bytes go through a small scratch.
+    """
+    inplace = _inplace_ok()
+    lim = len(out) - 15
+    scratch = None if inplace else bytearray(PIECE + SLACK)
+    for o in range(0, n, PIECE):
+        e = min(o + PIECE, n)
+        try:
+            got = read_full(src, out[o:e], base + o)
+        except OSError as exc:
+            raise _BlockFailure("io", index, exc) from exc
+        if got < e - o:
+            raise _BlockFailure("short", index)
+        m = o
+        if inplace:
+            m = e if e <= lim else o + max(0, lim - o) // 16 * 16
+            if m > o and ctx.update_into(out[o:m], out[o : m + 15]) != m - o:
+                raise RuntimeError("cipher output lagged its input")
+        if m < e:
+            tmp = scratch if scratch is not None else bytearray(e - m + SLACK)
+            k = ctx.update_into(out[m:e], tmp)
+            if k != e - m:
+                raise RuntimeError("cipher output lagged its input")
+            out[m:e] = memoryview(tmp)[:k]
+        if stop is not None and stop.is_set():
+            raise _Stopped()
+
+
+class _BlockFile:
+    """One encrypted file: its scanned blocks, whether they are bound, and one-block decryption.
+
+    Shared by :class:`DecryptSource` and :class:`DecryptByteSource`. ``decrypt`` may run in
+    worker threads and touches no shared state; the GCM IV form of an unbound file is settled
+    by ``finish`` alone, in the one thread that consumes the results.
+    """
+
+    def __init__(self, src: Any, key: bytes, mode: str, path: str, require_bound: bool):
+        try:
+            check_cipher_args(key, mode, key_arg="dec_key", mode_arg="dec_mode")
+        except (TypeError, ValueError) as exc:
+            raise DecryptionError(f"Cannot decrypt {path!r}: {exc}") from exc
+        self.src = as_positional(src)
+        self.key = bytes(key)
+        self.mode = mode
+        self.path = path
+        self.gcm = mode == "AES-GCM"
+        self.table = _blocks.scan_blocks(self.src, mode, path)
+        self.bound = _blocks.check_binding(self.table, path, require_bound=require_bound)
+        self.file_id = _blocks.file_id(self.table) if self.bound else None
+        n = len(self.table)
+        # plaintext bytes per block: C (GCM) or C - pad (CBC; -1 until probed)
+        self.plain = array("q", self.table.sizes) if self.gcm else array("q", [-1]) * n
+        # GCM IV form: fixed for bound files, settled by the first block consumed otherwise
+        self.form: int | None = GCM12 if (self.bound or not self.gcm) else None
+        self.verified = False  # has any block decrypted and checked out?
+        self.max_c = max(self.table.sizes, default=0)
+
+    def guess(self) -> int:
+        return GCM12 if self.form is None else self.form
+
+    def plain_len(self, i: int) -> int:
+        p = self.plain[i]
+        if p < 0:
+            p = self.plain[i] = self._probe(i)
+        return p
+
+    def _probe(self, i: int) -> int:
+        """CBC: the padding of block ``i`` from its last cipher block (one 32-byte read)."""
+        c, base = self.table.size(i), self.table.data_offset(i)
+        want = 32 if c >= 32 else 16
+        buf = bytearray(want)
+        try:
+            got = read_full(self.src, memoryview(buf), base + c - want)
+        except OSError as exc:
+            raise _BlockFailure("io", i, exc) from exc
+        if got < want:
+            raise _BlockFailure("short", i)
+        prev = bytes(buf[:16]) if want == 32 else self.table.iv(i)
+        ctx = _cipher(self.mode, self.key, prev, encrypt=False)
+        last = ctx.update(bytes(buf[-16:])) + ctx.finalize()
+        pad = last[15]
+        if not 1 <= pad <= 16 or last[16 - pad :] != bytes((pad,)) * pad:
+            raise _BlockFailure("padding", i)
+        return c - pad
+
+    def decrypt(self, i: int, out: memoryview, form: int, stop: threading.Event | None = None) -> int:
+        """Plaintext of block ``i`` into ``out[:n]``; return n. ``out`` needs n bytes (GCM: C).
+
+        Raises _BlockFailure; on failure ``out`` holds unverified bytes.
+        """
+        t = self.table
+        c, base, iv = t.size(i), t.data_offset(i), t.iv(i)
+        if self.gcm:
+            nonce = iv[:12] if form == GCM12 else iv
+            ctx = _cipher(self.mode, self.key, nonce, t.tag(i), encrypt=False)
+            _cipher_run(ctx, self.src, out, c, base, i, stop)
+            try:
+                ctx.finalize()
+            except InvalidTag:
+                raise _BlockFailure("tag", i) from None
+            return c
+        # CBC: all but the last cipher block straight into out, the last one (padding) apart
+        ctx = _cipher(self.mode, self.key, iv, encrypt=False)
+        body = c - 16
+        _cipher_run(ctx, self.src, out, body, base, i, stop)
+        last = bytearray(16 + SLACK)
+        lmv = memoryview(last)
+        try:
+            got = read_full(self.src, lmv[:16], base + body)
+        except OSError as exc:
+            raise _BlockFailure("io", i, exc) from exc
+        if got < 16:
+            raise _BlockFailure("short", i)
+        ctx.update_into(lmv[:16], lmv)
+        try:
+            ctx.finalize()
+        except ValueError:  # not a multiple of the block size; checked at scan
+            raise _BlockFailure("padding", i) from None
+        pad = last[15]
+        if not 1 <= pad <= 16 or last[16 - pad : 16] != bytes((pad,)) * pad:
+            raise _BlockFailure("padding", i)
+        p = c - pad
+        if self.plain[i] not in (-1, p) or len(out) < p:
+            raise _BlockFailure("changed", i)
+        out[body:p] = lmv[: 16 - pad]
+        return p
+
+    def finish(self, i: int, out: memoryview, outcome: Any, form: int) -> int:
+        """Take a worker's outcome (byte count or exception) for block ``i``, in consuming order.
+
+        Settles the IV form of an unbound GCM file from the first block consumed: MindSpore
+        before 2.10 fed all 16 IV bytes to GCM (format-spec §7.3), so a tag failure there is
+        retried once with the other form, and every later block must use the form that worked.
+        Results computed under a guessed form that turned out wrong are recomputed.
+        """
+        if self.gcm and self.form is None:
+            if isinstance(outcome, int):
+                self.form = form
+            elif isinstance(outcome, _BlockFailure) and outcome.kind == "tag":
+                other = GCM16 if form == GCM12 else GCM12
+                outcome = self.decrypt(i, out, other)
+                self.form = other
+            else:
+                raise outcome
+        elif self.gcm and form != self.form:
+            outcome = self.decrypt(i, out, cast(int, self.form))
+        if isinstance(outcome, BaseException):
+            raise outcome
+        self.verified = True
+        return cast(int, outcome)
+
+    def error(self, exc: _BlockFailure) -> DecryptionError:
+        """The DecryptionError (file, mode, block, offset, cause, fix) for a failed block."""
+        mode, p, i = self.mode, self.path, exc.index
+        off = self.table.offsets[i]
+        kind = exc.kind
+
+        def fail(what: str, fix: str) -> DecryptionError:
+            return _blocks._fail(p, mode, i, off, what, fix)
+
+        if kind == "io":
+            return fail(
+                f"reading the block failed: {exc.cause}",
+                "Check that the file is readable and was not modified while loading",
+            )
+        if kind in ("short", "changed"):
+            what = (
+                "the file became shorter while it was being read"
+                if kind == "short"
+                else "the block's padding changed between two reads: the file was modified "
+                "while it was being read"
+            )
+            return fail(what, "Do not modify a checkpoint while it is loading")
+        first = not self.verified
+        if kind == "tag":
+            if first:
+                return fail(
+                    "AES-GCM authentication failed on the first block decrypted: the dec_key is "
+                    "wrong, or the block was modified",
+                    "Pass the enc_key used when saving; if it is right, restore the file from a "
+                    "good copy",
+                )
+            return fail(
+                "AES-GCM authentication failed although other blocks of this file decrypted "
+                "with this key: the block was modified (tampered with or corrupted on disk), or "
+                "spliced in from a file encrypted with another key",
+                "Restore the file from a good copy",
+            )
+        if first:
+            return fail(
+                f"the PKCS#7 padding is invalid: the dec_key is wrong, the file was not written "
+                f"with {mode}, or it was modified ({mode} has no integrity check, so damage is "
+                "only caught by chance)",
+                "Pass the enc_key and enc_mode used when saving",
+            )
+        return fail(
+            "the PKCS#7 padding is invalid although other blocks of this file decrypted: the "
+            "block was modified or spliced in from another file",
+            "Restore the file from a good copy",
+        )
+
+
+def _outcome(fut: Future) -> Any:
+    try:
+        return fut.result()
+    except Exception as exc:  # handed to _BlockFile.finish, which raises what is final
+        return exc
 
 
 class DecryptSource:
     """Read-only sequential plaintext stream over an encrypted ``.ckpt`` file.
 
-    Every block header is read and checked at open (``size_hint`` comes from them). Blocks are
-    decrypted ahead by ``workers`` threads; a block's plaintext is handed out only after its
-    tag (GCM) or padding (CBC) checked out.
+    ``f`` is a positional byte source (``size`` and ``readinto(mv, offset)``) or a seekable
+    binary file object. Every block header is read and checked at open (``size_hint`` comes
+    from them: exact for GCM, an upper bound for CBC), together with the binding of the
+    blocks (see the module docstring; ``require_bound=True`` refuses unbound files).
+
+    Blocks are decrypted ahead by ``workers`` threads into pooled buffers; a block's plaintext
+    is handed out only after its tag (GCM) or padding (CBC) checked out. A ``readinto`` whose
+    buffer covers whole blocks not yet started has them read and deciphered straight into that
+    buffer (no copy); if one of them then fails, the call raises and the buffer holds
+    unverified bytes. One consumer thread at a time.
     """
 
     def __init__(
         self,
-        f: BinaryIO,
+        f: Any,
         key: bytes,
         mode: str = "AES-GCM",
         *,
         path: str = "<stream>",
         workers: int | None = None,
+        require_bound: bool = False,
     ):
-        try:
-            check_cipher_args(key, mode, key_arg="dec_key", mode_arg="dec_mode")
-        except (TypeError, ValueError) as exc:
-            raise DecryptionError(f"Cannot decrypt {path!r}: {exc}") from exc
-        self._f = f
-        self._key = bytes(key)
-        self._mode = mode
-        self._path = path
-        self._blocks: list[BlockInfo] = _blocks.scan_blocks(f, mode, path)
-        self._ours = mode == "AES-GCM" and _blocks.is_ours(self._blocks)
-        if self._ours:
-            _blocks.check_sequence(self._blocks, mode, path)
-        if mode == "AES-GCM":
-            self.size_hint = sum(b.size for b in self._blocks)
-        else:
-            self.size_hint = sum(b.size - 1 for b in self._blocks)
-        try:
-            self._fd: int | None = f.fileno()
-        except (AttributeError, OSError, ValueError):
-            self._fd = None
-        self._io_lock = threading.Lock()
+        self._bf = bf = _BlockFile(f, key, mode, path, require_bound)
+        self._blocks = bf.table
+        self._ours = self.bound = bf.bound
+        self.file_id = bf.file_id
+        n = len(bf.table)
+        total = sum(bf.table.sizes)
+        self.size_hint = total if bf.gcm else total - n
         self._workers = workers if workers and workers > 0 else default_workers()
-        maxc = max((b.size for b in self._blocks), default=0)
-        depth = min(self._workers, len(self._blocks))
-        self._depth = max(depth, 1)
-        self._pool = _BufferPool(self._depth + 1, maxc + SLACK)
+        self._depth = max(1, min(self._workers, n))
+        self._pool = _BufferPool(self._depth + 1, bf.max_c + SLACK)
         self._ex: ThreadPoolExecutor | None = None
         self._next = 0  # next block to schedule
-        self._ahead: collections.deque[tuple[BlockInfo, bytearray, Future]] = collections.deque()
+        # in flight, in block order: (index, pool buffer or None, direct target or None, future, form)
+        self._queue: collections.deque[
+            tuple[int, bytearray | None, memoryview | None, Future, int]
+        ] = collections.deque()
         self._cur: bytearray | None = None
         self._cur_mv: memoryview | None = None
         self._pos = 0
         self._end = 0
         self._stop = threading.Event()
-        self._legacy_iv = False
         self.closed = False
 
     # -- public -------------------------------------------------------------------------
@@ -541,13 +757,36 @@ class DecryptSource:
         out = _byte_view(b)
         want = len(out)
         got = 0
-        while got < want:
-            if self._pos >= self._end and not self._advance():
-                break
-            k = min(self._end - self._pos, want - got)
-            out[got : got + k] = cast(memoryview, self._cur_mv)[self._pos : self._pos + k]
-            self._pos += k
-            got += k
+        try:
+            while got < want:
+                if self._pos < self._end:
+                    k = min(self._end - self._pos, want - got)
+                    out[got : got + k] = cast(memoryview, self._cur_mv)[self._pos : self._pos + k]
+                    self._pos += k
+                    got += k
+                    continue
+                if self._cur is not None:
+                    self._pool.release(self._cur)
+                    self._cur = self._cur_mv = None
+                self._refill(out, got)
+                if not self._queue:
+                    break
+                i, buf, dest, fut, form = self._queue.popleft()
+                target = dest if dest is not None else memoryview(cast(bytearray, buf))
+                k = self._bf.finish(i, target, _outcome(fut), form)
+                if dest is not None:
+                    if k != len(dest):
+                        raise _BlockFailure("changed", i)
+                    got += k
+                else:
+                    self._cur, self._cur_mv, self._pos, self._end = buf, target, 0, k
+            self._refill(None, 0)
+        except _BlockFailure as exc:
+            self._fail()
+            raise self._bf.error(exc) from exc.cause
+        except BaseException:
+            self._fail()
+            raise
         return got
 
     def read(self, n: int = -1) -> bytes:
@@ -572,7 +811,7 @@ class DecryptSource:
             self._ex.shutdown(wait=True, cancel_futures=True)
             self._ex = None
         self._pool.close()
-        self._ahead.clear()
+        self._queue.clear()
         self._cur = self._cur_mv = None
 
     def __enter__(self) -> DecryptSource:
@@ -583,147 +822,209 @@ class DecryptSource:
 
     # -- internals ----------------------------------------------------------------------
 
-    def _schedule(self) -> None:
-        while self._next < len(self._blocks) and len(self._ahead) < self._depth:
+    def _refill(self, out: memoryview | None, got: int) -> None:
+        """Keep ``depth`` blocks in flight; those that fit whole in ``out[got:]`` go there."""
+        bf = self._bf
+        n = len(bf.table)
+        at: int | None = None
+        if out is not None and self._next < n:
+            at = got + sum(bf.plain_len(q[0]) for q in self._queue)
+        while self._next < n and len(self._queue) < self._depth:
             if self._ex is None:
                 self._ex = ThreadPoolExecutor(self._depth, thread_name_prefix="mindckpt-decrypt")
-            info = self._blocks[self._next]
+            i = self._next
+            dest = None
+            if at is not None:
+                p = bf.plain_len(i)
+                if 0 < p and at + p <= len(cast(memoryview, out)):
+                    dest = cast(memoryview, out)[at : at + p]
+                    at += p
+                else:
+                    at = None  # this block and all later ones end past the request
+            buf = None
+            if dest is None:
+                buf = self._pool.acquire()
+            form = bf.guess()
+            target = dest if dest is not None else memoryview(cast(bytearray, buf))
+            fut = self._ex.submit(bf.decrypt, i, target, form, self._stop)
+            self._queue.append((i, buf, dest, fut, form))
             self._next += 1
-            buf = self._pool.acquire()
-            self._ahead.append((info, buf, self._ex.submit(self._open, info, buf)))
 
-    def _advance(self) -> bool:
-        if self._cur is not None:
-            self._pool.release(self._cur)
-            self._cur = self._cur_mv = None
-        self._schedule()
-        if not self._ahead:
-            return False
-        info, buf, fut = self._ahead.popleft()
-        try:
-            n = fut.result()
-        except _BlockFailure as exc:
-            self.close()
-            raise self._explain(info, exc.kind) from None
-        except OSError as exc:
-            self.close()
-            raise DecryptionError(
-                f"Cannot decrypt {self._path!r}: reading block {info.index} at byte offset "
-                f"{info.offset} failed: {exc}. Check that the file is readable and was not "
-                "modified while loading"
-            ) from exc
-        self._cur, self._cur_mv, self._pos, self._end = buf, memoryview(buf), 0, n
-        self._schedule()
-        return True
+    def _fail(self) -> None:
+        """Stop the workers and wait for them (they may write into the caller's buffer)."""
+        self._stop.set()
+        for q in self._queue:
+            q[3].cancel()
+        for q in self._queue:
+            if not q[3].cancelled():
+                _outcome(q[3])
+        self.close()
 
-    def _read_at(self, mv: memoryview, offset: int) -> None:
-        if self._fd is not None:
-            while len(mv):
-                k = os.preadv(self._fd, [mv], offset)
-                if k <= 0:
-                    raise _BlockFailure("short")
-                mv, offset = mv[k:], offset + k
+
+class DecryptByteSource:
+    """The plaintext of an encrypted ``.ckpt`` file as a positional byte source.
+
+    ``size`` is the plaintext length; ``readinto(mv, offset)`` and ``pread(n, offset)`` read at
+    any offset, decrypting only the blocks that cover the range, each verified (GCM tag, and
+    for bound files its file id and position; CBC padding) before its bytes are returned.
+    ``src`` is a positional byte source (``size``, ``readinto(mv, offset)``) or a seekable
+    binary file object. Thread-safe: concurrent calls are served one at a time.
+
+    Costs:
+
+    * open: every block header is read (48 or 32 bytes per block, batched while blocks are
+      small) and checked, as by :class:`DecryptSource`; CBC files also read the last 32
+      bytes of each block and decipher one 16-byte cipher block to learn its padding (so that
+      ``size`` and block offsets are exact). No payload is decrypted.
+    * a read deciphers each block it overlaps in full (up to 64 MiB for a 1-byte read, the
+      price of MindSpore's framing) except the cached one: the last block read partially is
+      kept (one buffer of the largest block), so sequential small reads decipher each block
+      once. Blocks wholly inside the requested range are deciphered straight into the
+      caller's buffer, ``workers`` at a time; if one fails the call raises and the buffer
+      holds unverified bytes.
+    * completeness: a bound file truncated at a block boundary is refused at open (its last
+      header lacks the "last block" flag); a forged flag is caught when that block is read.
+    """
+
+    def __init__(
+        self,
+        src: Any,
+        key: bytes,
+        mode: str = "AES-GCM",
+        *,
+        path: str = "<stream>",
+        workers: int | None = None,
+        require_bound: bool = False,
+    ):
+        self._bf = bf = _BlockFile(src, key, mode, path, require_bound)
+        n = len(bf.table)
+        if not bf.gcm:
+            for i in range(n):
+                try:
+                    bf.plain_len(i)
+                except _BlockFailure as exc:
+                    raise bf.error(exc) from exc.cause
+        self._starts = array("q", [0])
+        self._starts.extend(itertools.accumulate(bf.plain))
+        self.size = self._starts[-1]
+        self.bound = bf.bound
+        self.file_id = bf.file_id
+        self.block_count = n
+        self.blocks_decrypted = 0  # blocks deciphered so far (a cost counter)
+        self._workers = workers if workers and workers > 0 else default_workers()
+        self._ex: ThreadPoolExecutor | None = None
+        self._lock = threading.RLock()
+        self._cache: bytearray | None = None
+        self._cache_i = -1
+        self._cache_n = 0
+        self.closed = False
+
+    def readinto(self, mv, offset: int) -> int:
+        """Fill ``mv`` with plaintext from ``offset``; fewer bytes only at the end (0 past it)."""
+        out = _byte_view(mv)
+        if offset < 0:
+            raise ValueError(f"offset must be >= 0, got {offset}")
+        with self._lock:
+            if self.closed:
+                raise ValueError("read from a closed DecryptByteSource")
+            end = min(offset + len(out), self.size)
+            if offset >= end:
+                return 0
+            starts = self._starts
+            first = bisect.bisect_right(starts, offset) - 1
+            last = bisect.bisect_left(starts, end)  # blocks first .. last-1 overlap the range
+            try:
+                self._read_blocks(out, offset, end, range(first, last))
+            except _BlockFailure as exc:
+                raise self._bf.error(exc) from exc.cause
+            return end - offset
+
+    def pread(self, n: int, offset: int) -> bytes:
+        """Up to ``n`` plaintext bytes from ``offset`` (fewer only at the end)."""
+        buf = bytearray(max(0, min(n, self.size - offset)))
+        k = self.readinto(buf, offset)
+        return bytes(memoryview(buf)[:k])
+
+    def close(self) -> None:
+        with self._lock:
+            self.closed = True
+            if self._ex is not None:
+                self._ex.shutdown(wait=True, cancel_futures=True)
+                self._ex = None
+            self._cache = None
+            self._cache_i = -1
+
+    def __enter__(self) -> DecryptByteSource:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _read_blocks(self, out: memoryview, offset: int, end: int, blocks: range) -> None:
+        bf, starts = self._bf, self._starts
+        whole = [
+            i
+            for i in blocks
+            if starts[i] < starts[i + 1] and offset <= starts[i] and starts[i + 1] <= end
+            and i != self._cache_i
+        ]
+        done = set(whole)
+        if bf.form is None and whole:
+            # unbound GCM, nothing read yet: settle the IV form on one block, alone
+            self._direct(whole[:1], out, offset)
+            whole = whole[1:]
+        self._direct(whole, out, offset)
+        for i in blocks:
+            s, e = starts[i], starts[i + 1]
+            if i in done or s == e:
+                continue  # deciphered in place, or empty
+            self._load_cache(i)
+            lo, hi = max(s, offset), min(e, end)
+            out[lo - offset : hi - offset] = memoryview(cast(bytearray, self._cache))[lo - s : hi - s]
+
+    def _direct(self, blocks: list[int], out: memoryview, offset: int) -> None:
+        bf, starts = self._bf, self._starts
+        form = bf.guess()
+        dests = [out[starts[i] - offset : starts[i + 1] - offset] for i in blocks]
+        if len(blocks) > 1 and self._workers > 1:
+            if self._ex is None:
+                self._ex = ThreadPoolExecutor(self._workers, thread_name_prefix="mindckpt-decrypt")
+            futs = [self._ex.submit(bf.decrypt, i, d, form) for i, d in zip(blocks, dests, strict=True)]
+            outcomes = [_outcome(f) for f in futs]  # all done before anything is raised
+        else:
+            outcomes = []
+            for i, d in zip(blocks, dests, strict=True):
+                outcomes.append(_outcome_of(bf.decrypt, i, d, form))
+                if isinstance(outcomes[-1], BaseException):
+                    break
+        for i, d, oc in zip(blocks, dests, outcomes, strict=False):
+            self.blocks_decrypted += 1
+            if bf.finish(i, d, oc, form) != len(d):
+                raise _BlockFailure("changed", i)
+
+    def _load_cache(self, i: int) -> None:
+        if self._cache_i == i:
             return
-        with self._io_lock:
-            self._f.seek(offset)
-            while len(mv):
-                k = self._f.readinto(mv)  # type: ignore[attr-defined]
-                if not k:
-                    raise _BlockFailure("short")
-                mv = mv[k:]
+        bf = self._bf
+        if self._cache is None:
+            self._cache = bytearray(bf.max_c + SLACK)
+        self._cache_i = -1
+        mv = memoryview(self._cache)
+        form = bf.guess()
+        self.blocks_decrypted += 1
+        n = bf.finish(i, mv, _outcome_of(bf.decrypt, i, mv, form), form)
+        if n != self._starts[i + 1] - self._starts[i]:
+            raise _BlockFailure("changed", i)
+        self._cache_i, self._cache_n = i, n
 
-    def _decrypt_into(self, info: BlockInfo, mv: memoryview, iv: bytes) -> int:
-        c = info.size
-        tag = info.tag if self._mode == "AES-GCM" else None
-        ctx = _cipher(self._mode, self._key, iv, tag, encrypt=False)
-        stop = self._stop
-        feed = _Feeder(ctx, mv, stop)
-        for o in range(0, c, PIECE):
-            e = min(o + PIECE, c)
-            self._read_at(mv[o:e], info.data_offset + o)
-            feed.inplace(o, e)
-        try:
-            ctx.finalize()
-        except InvalidTag:
-            raise _BlockFailure("tag") from None
-        except ValueError:  # CBC data not a multiple of the block size; checked at scan
-            raise _BlockFailure("padding") from None
-        if tag is not None:
-            return c
-        pad = mv[c - 1]
-        if not 1 <= pad <= 16 or mv[c - pad : c] != bytes((pad,)) * pad:
-            raise _BlockFailure("padding")
-        return c - pad
 
-    def _open(self, info: BlockInfo, buf: bytearray) -> int:
-        mv = memoryview(buf)
-        if self._mode != "AES-GCM":
-            return self._decrypt_into(info, mv, info.iv)
-        iv = info.iv if self._legacy_iv else info.iv[:12]
-        try:
-            return self._decrypt_into(info, mv, iv)
-        except _BlockFailure:
-            if self._ours or self._legacy_iv:
-                raise
-        # MindSpore versions before 2.10 fed all 16 IV bytes to GCM (format-spec §7.3).
-        n = self._decrypt_into(info, mv, info.iv)
-        self._legacy_iv = True
-        return n
-
-    def _explain(self, info: BlockInfo, kind: str) -> DecryptionError:
-        mode = self._mode
-        fail = _blocks._fail
-        p, i, off = self._path, info.index, info.offset
-        if kind == "short":
-            return fail(
-                p,
-                mode,
-                i,
-                off,
-                "the file became shorter while it was being read",
-                "Do not modify a checkpoint while it is loading",
-            )
-        if kind == "tag":
-            if i == 0:
-                return fail(
-                    p,
-                    mode,
-                    i,
-                    off,
-                    "AES-GCM authentication failed on the first block: the dec_key is wrong, or "
-                    "the block was modified",
-                    "Pass the enc_key used when saving; if it is right, restore the file from a good copy",
-                )
-            return fail(
-                p,
-                mode,
-                i,
-                off,
-                f"AES-GCM authentication failed although blocks 0..{i - 1} decrypted with this "
-                "key: the block was modified (tampered with or corrupted on disk), or spliced in "
-                "from a file encrypted with another key",
-                "Restore the file from a good copy",
-            )
-        if i == 0:
-            return fail(
-                p,
-                mode,
-                i,
-                off,
-                f"the PKCS#7 padding is invalid: the dec_key is wrong, the file was not written with "
-                f"{mode}, or it was modified ({mode} has no integrity check, so damage is only "
-                "caught by chance)",
-                "Pass the enc_key and enc_mode used when saving",
-            )
-        return fail(
-            p,
-            mode,
-            i,
-            off,
-            f"the PKCS#7 padding is invalid although blocks 0..{i - 1} decrypted: the block was "
-            "modified or spliced in from another file",
-            "Restore the file from a good copy",
-        )
+def _outcome_of(fn, *args) -> Any:
+    try:
+        return fn(*args)
+    except Exception as exc:
+        return exc
 
 
 # Re-exported for callers that frame files themselves.
