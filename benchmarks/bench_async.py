@@ -112,7 +112,7 @@ def bench_memcpy(model, repeats):
 
 def bench_mindckpt_async(model, mode, repeats, directory):
     import mindckpt as ms
-    from mindckpt import _async
+    from mindckpt import async_writer as _async
 
     stalls, completes = [], []
     for i in range(repeats + (1 if mode == "thread" else 0)):
@@ -170,7 +170,7 @@ def bench_slowdown(model, mode, directory):
     import torch
 
     import mindckpt as ms
-    from mindckpt import _async
+    from mindckpt import async_writer as _async
 
     torch.set_num_threads(1)
     before, _ = train_steps(seconds=1.0)

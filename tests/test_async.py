@@ -1,4 +1,7 @@
-"""mindckpt._async: snapshot consistency, one save in flight, errors raised at a known call."""
+"""mindckpt.async_writer: snapshot consistency, one save in flight, errors raised at a known call.
+
+The module functions (``submit``/``wait``/``thread_status``: the default writer, what
+``save_checkpoint(async_save=...)`` uses) and :class:`AsyncWriter` instances."""
 
 from __future__ import annotations
 
@@ -13,7 +16,9 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from mindckpt import _async
+from mindckpt import async_writer as _async
+from mindckpt.async_writer import AsyncWriter, default_writer
+from mindckpt.formats.records import Record
 from mindckpt.errors import AsyncSaveError
 
 
@@ -77,15 +82,15 @@ def test_arena_is_reused_and_grows_only_when_needed():
     calls = []
     _async.submit([("x", np.ones(1 << 20, np.uint8))], calls.append, "thread")
     _async.wait()
-    buf1 = _async._arena.buffer
-    cap1 = _async._arena.capacity
+    buf1 = default_writer()._arena.buffer
+    cap1 = default_writer()._arena.capacity
     assert cap1 >= 1 << 20
     _async.submit([("x", np.ones(1000, np.uint8))], calls.append, "thread")
     _async.wait()
-    assert _async._arena.buffer is buf1  # smaller save: same buffer
+    assert default_writer()._arena.buffer is buf1  # smaller save: same buffer
     _async.submit([("x", np.ones(cap1 + 1, np.uint8))], calls.append, "thread")
     _async.wait()
-    assert _async._arena.capacity > cap1
+    assert default_writer()._arena.capacity > cap1
     # records handed to write() are views into the arena, not fresh copies
     assert calls[-1][0][1].base is not None
 
@@ -149,7 +154,7 @@ def test_process_status_and_killed_child():
 
     _async.submit([("a", np.zeros(1))], sleeper, "process")
     assert _async.thread_status()
-    os.kill(_async._job.pid, 9)
+    os.kill(default_writer()._job.pid, 9)
     with pytest.raises(AsyncSaveError, match="signal 9"):
         _async.wait()
     assert not _async.thread_status()
@@ -200,3 +205,88 @@ def test_successful_save_at_exit_completes(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert path.read_bytes() == bytes([0, 1, 2, 3])
+
+
+# ------------------------------------------------------------------ AsyncWriter instances
+def test_explicit_target_named_in_error():
+    w = AsyncWriter()
+
+    def boom(records):
+        raise OSError(5, "I/O error")
+
+    w.submit([Record("a", np.zeros(3))], boom, target="s3://bucket/run/m-1_1.ckpt", mode="thread")
+    with pytest.raises(AsyncSaveError, match=r"s3://bucket/run/m-1_1\.ckpt failed: OSError"):
+        w.wait()
+    w.close()
+
+
+def test_snapshot_keeps_record_fields():
+    got = []
+    w = AsyncWriter()
+    a = np.arange(4, dtype=np.int8)
+    w.submit([Record("q", a, "Int4"), ("plain", a), Record("s", "text")], got.extend,
+             target="t", mode="thread")
+    w.close()
+    q, plain, s = got
+    assert isinstance(q, Record) and q.name == "q" and q.dtype == "Int4"
+    assert q.value is not a and np.array_equal(q.value, a)
+    assert type(plain) is tuple and len(plain) == 2 and plain[0] == "plain"
+    assert s == Record("s", "text")
+
+
+def test_two_writers_do_not_wait_on_each_other():
+    release = threading.Event()
+    slow, fast = AsyncWriter(), AsyncWriter()
+    done = []
+    slow.submit([("a", np.zeros(1))], lambda r: release.wait(5), target="slow", mode="thread")
+    fast.submit([("a", np.zeros(1))], lambda r: done.append(1), target="fast", mode="thread")
+    fast.wait()  # returns while the other writer's save is still blocked
+    assert done == [1] and slow.running and not fast.running
+    assert not default_writer().running  # the default writer is a third, idle one
+    release.set()
+    slow.close()
+    fast.close()
+
+
+def test_close_waits_frees_arena_and_refuses_new_saves():
+    w = AsyncWriter()
+    out = []
+    w.submit([("a", np.ones(1 << 16, np.uint8))], out.append, target="t", mode="thread")
+    assert w.target == "t"
+    w.close()
+    assert out and w._arena.capacity == 0 and w.target is None
+    with pytest.raises(RuntimeError, match="closed"):
+        w.submit([("a", np.zeros(1))], out.append, target="t")
+    w.close()  # harmless twice
+
+
+def test_bad_mode_rejected_like_save_checkpoint():
+    w = AsyncWriter()
+    with pytest.raises(ValueError, match="can only be 'process' or 'thread'"):
+        w.submit([("a", np.zeros(1))], print, target="t", mode="fork")
+    with pytest.raises(TypeError, match="must be bool or str"):
+        w.submit([("a", np.zeros(1))], print, target="t", mode=1)
+    with pytest.raises(ValueError, match="mode must be"):
+        w.submit([("a", np.zeros(1))], print, target="t", mode=False)
+
+
+def test_error_of_a_second_writer_at_exit(tmp_path):
+    code = textwrap.dedent(
+        """
+        import numpy as np
+        from mindckpt.async_writer import AsyncWriter
+        w = AsyncWriter()
+        def boom(records):
+            raise OSError(28, "No space left on device")
+        w.submit([("a", np.zeros(3))], boom, target="own-writer.ckpt", mode="thread")
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert "own-writer.ckpt" in proc.stderr
+
+
+def test_old_module_name_is_an_alias():
+    from mindckpt import _async as old
+
+    assert old.submit is _async.submit and old.default_writer is default_writer

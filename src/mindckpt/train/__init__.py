@@ -7,7 +7,7 @@ are re-exported from the top-level package, as ``mindspore.train`` does.
 
 from __future__ import annotations
 
-from mindckpt._async import async_ckpt_thread_status
+from mindckpt.async_writer import async_ckpt_thread_status
 from mindckpt.train.callback import Callback, ModelCheckpoint, RunContext
 from mindckpt.train.config import CheckpointConfig
 from mindckpt.train.loop import CheckpointLoop, TrainState

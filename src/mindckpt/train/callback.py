@@ -28,7 +28,7 @@ import os
 from typing import Any
 from collections.abc import Callable
 
-from mindckpt import _async
+from mindckpt import async_writer as _async
 from mindckpt.train import policies
 from mindckpt.train.config import CheckpointConfig
 
