@@ -8,28 +8,44 @@ work is done by ``collect`` (what to save), ``formats`` (bytes), ``codecs`` (enc
 from __future__ import annotations
 
 import functools
+import importlib
 import io
 import logging
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, cast
 
 import numpy as np
 
-from . import _async
 from . import tensor as T
 from ._validators import check_async_save, check_bool, check_isinstance
-from .collect import collect, is_torch_module, validate_append_dict
-from .errors import CheckpointNotFoundError, DecryptionError
-from .formats.ckpt import Entry, read_ckpt, write_ckpt
-from .formats.safetensors import read_safetensors, write_safetensors
+from .adapters.torch import copy_into, is_torch_module, is_torch_tensor
+from .async_writer import AsyncWriter, default_writer
+from .collect import collect, validate_append_dict
+from .errors import CheckpointNotFoundError
+from .formats.ckpt import Entry
+from .formats.records import Record
+from .formats.safetensors import read_safetensors
 from .nn import Cell
-from .formats._cursor import ByteReader
+from .pipeline import (
+    FORMATS,
+    WriteResult,
+    check_records,
+    format_from_name,
+    open_file,
+    write_file,
+)
+from .storage.base import Store
 from .storage.local import LOCAL
-from .tensor import Parameter, Tensor, is_torch_tensor, to_numpy
+from .tensor import Parameter, Tensor, to_numpy
 
 __all__ = [
+    "plan_save",
+    "run_save",
+    "SaveJob",
+    "resolve",
     "save_checkpoint",
     "load_checkpoint",
     "load_checkpoint_async",
@@ -39,12 +55,6 @@ __all__ = [
 
 logger = logging.getLogger("mindckpt")
 
-FORMATS = ("ckpt", "safetensors")
-_CIPHER_MAGICS = {
-    b"\xd8\x5e\x3a\x7f": "AES-GCM",
-    b"\xd9\x5e\x3a\x7f": "AES-CBC",
-    b"\xda\x5e\x3a\x7f": "SM4-CBC",
-}
 _FLOAT_FAMILY = {"Float16", "Float32", "Float64", "BFloat16"}
 _INT_FAMILY = {"Int8", "Int16", "Int32", "Int64", "Int4"}
 
@@ -72,7 +82,16 @@ def check_cipher(enc_key: bytes | None, enc_mode: str, crc_check: bool) -> None:
     crypto.check_cipher_args(enc_key, enc_mode)
 
 
-def _resolve_save_path(ckpt_file_name: Any, fmt: str) -> str:
+def resolve(target: Any, storage_options: dict[str, Any] | None = None) -> tuple[Store, str]:
+    """``(store, key)`` for a local path or an fsspec URL (``s3://...``, ``memory://...``)."""
+    if isinstance(target, str) and "://" in target:
+        urls = importlib.import_module("mindckpt.storage.urls")
+        return cast("tuple[Store, str]", urls.resolve(target, storage_options))
+    return LOCAL, os.path.realpath(target)
+
+
+def _resolve_save_path(ckpt_file_name: Any, fmt: str,
+                       storage_options: dict[str, Any] | None = None) -> tuple[Store, str]:
     if isinstance(ckpt_file_name, os.PathLike):
         ckpt_file_name = os.fspath(ckpt_file_name)
     if not isinstance(ckpt_file_name, str):
@@ -80,60 +99,57 @@ def _resolve_save_path(ckpt_file_name: Any, fmt: str) -> str:
             f"For 'save_checkpoint', the parameter {ckpt_file_name} for checkpoint file name is "
             f"invalid,'ckpt_file_name' must be string, but got {type(ckpt_file_name)}."
         )
-    path = os.path.realpath(ckpt_file_name)
-    if os.path.isdir(path):
+    store, key = resolve(ckpt_file_name, storage_options)
+    if store.isdir(key):
         raise IsADirectoryError(
-            f"For 'save_checkpoint', the parameter `ckpt_file_name`: {path} is a directory, it "
-            "must be a file name."
+            f"For 'save_checkpoint', the parameter `ckpt_file_name`: {store.describe(key)} is a "
+            "directory, it must be a file name."
         )
-    if not path.endswith(fmt):
-        path = f"{path}.{fmt}"
-    return path
+    if not key.endswith(fmt):
+        key = f"{key}.{fmt}"
+    return store, key
 
 
 # --------------------------------------------------------------------------- save
 
 
-def write_file(
-    path: str,
-    fmt: str,
-    records: list[tuple[str, Any]],
-    *,
-    crc_check: bool = False,
-    enc_key: bytes | None = None,
-    enc_mode: str = "AES-GCM",
-    remove_redundancy: bool | None = None,
-    dtypes: dict[str, T.Type] | None = None,
-    split: str = "bytes",
-) -> None:
-    """Write ``records`` to ``path`` atomically (the synchronous save, also run by async)."""
-    try:
-        with LOCAL.open_write(path) as f:
-            if fmt == "safetensors":
-                write_safetensors(f, records, crc=crc_check,
-                                  remove_redundancy=remove_redundancy, dtypes=dtypes)
-            elif enc_key is not None:
-                from .codecs import crypto
+@dataclass
+class SaveJob:
+    """A validated save: where (``store``, ``key``), what (``records``), how (``write``).
 
-                sink = crypto.EncryptSink(f, enc_key, enc_mode)
-                try:
-                    write_ckpt(sink, records, split=split, dtypes=dtypes)
-                    sink.close()
-                except BaseException:
-                    sink.abort()
-                    raise
-            else:
-                write_ckpt(f, records, crc=crc_check, split=split, dtypes=dtypes)
-    except BaseException:
+    ``write(records)`` performs the whole synchronous save and returns a
+    :class:`~mindckpt.pipeline.WriteResult`; ``mode`` is ``None`` (synchronous), ``"thread"``
+    or ``"process"``.
+    """
+
+    store: Store
+    key: str
+    records: list[Record]
+    mode: str | None
+    write: Callable[[list[Record]], WriteResult]
+
+    @property
+    def target(self) -> str:
+        return self.store.describe(self.key)
+
+
+def _write_logged(store: Store, key: str, records: list[Record], **options: Any) -> WriteResult:
+    try:
+        return write_file(store, key, records, **options)
+    except OSError:
         logger.critical(
             "Failed to save the checkpoint file %s. Maybe don't have the permission to write "
             "files, or the disk space is insufficient and so on. The previous file, if any, is "
-            "unchanged.", path,
+            "unchanged.", store.describe(key),
         )
+        raise
+    except BaseException as exc:
+        logger.error("Failed to save the checkpoint file %s: %s: %s. The previous file, if any, "
+                     "is unchanged.", store.describe(key), type(exc).__name__, exc)
         raise
 
 
-def save_checkpoint(
+def plan_save(
     save_obj: Any,
     ckpt_file_name: Any,
     integrated_save: bool = True,
@@ -145,13 +161,8 @@ def save_checkpoint(
     crc_check: bool = False,
     format: str = "ckpt",  # noqa: A002 - MindSpore's keyword
     **kwargs: Any,
-) -> None:
-    """Save ``save_obj`` (Cell, list, dict, torch module or state_dict) to a checkpoint file.
-
-    MindSpore 2.10's signature and checks.  Differences: the old file is replaced only once the
-    new one is complete and on disk; zero-size tensors are kept; ``crc_check`` with ``enc_key``
-    and bad keys or modes are refused before anything is written; async errors are raised.
-    """
+) -> SaveJob:
+    """``save_checkpoint``'s checks (MindSpore's order, types, messages) and collect step."""
     if format not in FORMATS:
         raise ValueError(
             "For 'save_checkpoint', the format must be 'safetensors' or 'ckpt', but got "
@@ -162,7 +173,7 @@ def save_checkpoint(
             "For 'save_checkpoint', the parameter 'save_obj' must be nn.Cell, list or dict, but "
             f"got {type(save_obj)}."
         )
-    path = _resolve_save_path(ckpt_file_name, format)
+    store, key = _resolve_save_path(ckpt_file_name, format, kwargs.get("storage_options"))
     check_bool(integrated_save)
     mode = _async_mode(async_save)
     validate_append_dict(append_dict)
@@ -184,16 +195,52 @@ def save_checkpoint(
                     f"'{name}' must be set to default value '{default}', but got '{value!s}'."
                 )
     check_cipher(enc_key, enc_mode, crc_check)
-    values, dtypes = collect(save_obj, choice_func, append_dict)
+    records = collect(save_obj, choice_func, append_dict)
+    check_records(records, format, store.describe(key))
     write = functools.partial(
-        write_file, path, format, crc_check=crc_check, enc_key=enc_key, enc_mode=enc_mode,
-        remove_redundancy=remove_redundancy, dtypes=dtypes, split="rows" if mode else "bytes",
+        _write_logged, store, key, fmt=format, crc_check=crc_check, enc_key=enc_key,
+        enc_mode=enc_mode, remove_redundancy=remove_redundancy,
+        split="rows" if mode else "bytes",
     )
-    if mode is not None:
-        _async.submit(list(values.items()), write, mode)
-        return
-    _async.wait()  # a pending async save finishes (or raises) before a synchronous one starts
-    write(list(values.items()))
+    return SaveJob(store, key, records, mode, write)
+
+
+def run_save(job: SaveJob, writer: AsyncWriter | None = None) -> WriteResult | None:
+    """Run a planned save: synchronously, or on ``writer`` (the default one) when async.
+
+    A synchronous save first waits for the writer's pending save (and raises its error).
+    Returns the :class:`~mindckpt.pipeline.WriteResult` of a synchronous save, else None.
+    """
+    writer = writer or default_writer()
+    if job.mode is not None:
+        writer.submit(job.records, job.write, target=job.target, mode=job.mode)
+        return None
+    writer.wait()
+    return job.write(job.records)
+
+
+def save_checkpoint(
+    save_obj: Any,
+    ckpt_file_name: Any,
+    integrated_save: bool = True,
+    async_save: bool | str = False,
+    append_dict: dict[str, Any] | None = None,
+    enc_key: bytes | None = None,
+    enc_mode: str = "AES-GCM",
+    choice_func: Callable[[str], Any] | None = None,
+    crc_check: bool = False,
+    format: str = "ckpt",  # noqa: A002 - MindSpore's keyword
+    **kwargs: Any,
+) -> None:
+    """Save ``save_obj`` (Cell, list, dict, torch module or state_dict) to a checkpoint file.
+
+    MindSpore 2.10's signature and checks.  Differences: the old file is replaced only once the
+    new one is complete and on disk; zero-size tensors are kept; ``crc_check`` with ``enc_key``
+    and bad keys or modes are refused before anything is written; async errors are raised.
+    ``ckpt_file_name`` may be an fsspec URL (``storage_options=`` as a keyword).
+    """
+    run_save(plan_save(save_obj, ckpt_file_name, integrated_save, async_save, append_dict,
+                       enc_key, enc_mode, choice_func, crc_check, format, **kwargs))
 
 
 # --------------------------------------------------------------------------- load
@@ -253,7 +300,9 @@ def _selector(
     return by_func
 
 
-def _check_load_file(ckpt_file_name: Any, fmt: str) -> str | io.BytesIO:
+def _check_load_file(
+    ckpt_file_name: Any, fmt: str, storage_options: dict[str, Any] | None = None
+) -> tuple[Store, str] | io.BytesIO:
     if fmt not in FORMATS:
         raise ValueError(
             "For 'load_checkpoint', the checkpoint file should end with '.ckpt' or "
@@ -275,18 +324,18 @@ def _check_load_file(ckpt_file_name: Any, fmt: str) -> str | io.BytesIO:
             "For 'load_checkpoint', the checkpoint file format must same with 'format', but got "
             f"file_name:'{ckpt_file_name}', format:'{fmt}'"
         )
-    path = os.path.realpath(ckpt_file_name)
-    if not os.path.exists(path):
+    store, key = resolve(ckpt_file_name, storage_options)
+    if store.isdir(key):
         raise CheckpointNotFoundError(
-            f"For 'load_checkpoint', the checkpoint file: {path} does not exist, please check "
-            "whether the 'ckpt_file_name' is correct."
+            f"For 'load_checkpoint', the checkpoint file: {store.describe(key)} is a directory, "
+            "not a checkpoint file; pass the path of a file inside it."
         )
-    if os.path.isdir(path):
+    if not store.exists(key):
         raise CheckpointNotFoundError(
-            f"For 'load_checkpoint', the checkpoint file: {path} is a directory, not a "
-            "checkpoint file; pass the path of a file inside it."
+            f"For 'load_checkpoint', the checkpoint file: {store.describe(key)} does not exist, "
+            "please check whether the 'ckpt_file_name' is correct."
         )
-    return path
+    return store, key
 
 
 def read_file(
@@ -297,43 +346,12 @@ def read_file(
     dec_key: bytes | None = None,
     dec_mode: str = "AES-GCM",
     crc_check: bool = False,
+    store: Store = LOCAL,
 ) -> dict[str, Entry | str | list]:
-    """Read the entries of a checkpoint file (no argument checks; used by the API and tools)."""
-    src = LOCAL.open_read(path)
-    fd = src.fileno()
-    try:
-        if fmt == "safetensors":
-            src.advise_sequential()
-            entries, _meta = read_safetensors(src, path, select, crc_check=crc_check)
-            return dict(entries)
-        head = src.pread(4, 0)
-        cipher = _CIPHER_MAGICS.get(head)
-        if cipher is None and dec_key is not None:
-            raise DecryptionError(
-                f"Failed to read the checkpoint file {path}: dec_key was given but the file is "
-                "not encrypted (it does not start with an AES-GCM, AES-CBC or SM4-CBC block). "
-                "Load it without dec_key."
-            )
-        if cipher is not None and dec_key is None:
-            raise DecryptionError(
-                f"Failed to read the checkpoint file {path}: the file is encrypted with "
-                f"{cipher}; pass dec_key=<the key used to save it> and dec_mode='{cipher}'."
-            )
-        if cipher is None:
-            src.advise_sequential()
-            reader = ByteReader(source=src, track_crc=crc_check)
-            return read_ckpt(reader, path, select, crc_check=crc_check)
-        from .codecs import crypto
-
-        with open(fd, "rb", buffering=0, closefd=False) as f:
-            source = crypto.DecryptSource(f, cast(bytes, dec_key), dec_mode, path=path)
-            try:
-                reader = ByteReader(stream=source, track_crc=crc_check)
-                return read_ckpt(reader, path, select, crc_check=crc_check)
-            finally:
-                source.close()
-    finally:
-        src.close()
+    """Read the selected entries of a checkpoint file (no argument checks)."""
+    with open_file(store, path, format=fmt, dec_key=dec_key, dec_mode=dec_mode,
+                   crc_check=crc_check) as reader:
+        return reader.read(select)
 
 
 def _as_parameters(entries: dict[str, Any]) -> dict[str, Any]:
@@ -391,11 +409,12 @@ def load_checkpoint(
         select = _selector(label, None, None, choice_func)
         entries, _ = read_safetensors(target.getbuffer(), label, select, crc_check=crc_check)
     else:
+        store, key = target
         if format == "safetensors":
             specify = filt = None  # MindSpore ignores the prefixes for safetensors
-        select = _selector(target, specify, filt, choice_func)
-        entries = read_file(target, format, select, dec_key=dec_key, dec_mode=dec_mode,
-                            crc_check=crc_check)
+        select = _selector(store.describe(key), specify, filt, choice_func)
+        entries = read_file(key, format, select, dec_key=dec_key, dec_mode=dec_mode,
+                            crc_check=crc_check, store=store)
     if not entries:
         raise ValueError(
             "The loaded parameter dict is empty after filter or specify, please check whether "
@@ -432,7 +451,7 @@ def load_checkpoint_async(
     choice_func: Callable[[str], Any] | None = None,
 ) -> ParamDictFuture:
     """Load in a background thread; the format follows the file's suffix."""
-    fmt = "safetensors" if ckpt_file_name.endswith(".safetensors") else "ckpt"
+    fmt = format_from_name(str(ckpt_file_name)) or "ckpt"
     executor = ThreadPoolExecutor(max_workers=2)
     future = executor.submit(
         load_checkpoint, ckpt_file_name, net, strict_load, filter_prefix, dec_key, dec_mode,
@@ -512,14 +531,7 @@ def _apply(target: Any, arr: np.ndarray, net_type: T.Type) -> None:
     if isinstance(target, Parameter):
         target.set_data(Tensor(arr, dtype=net_type))
         return
-    import torch
-
-    if arr.dtype == T.bfloat16.np_dtype:
-        src = torch.from_numpy(np.ascontiguousarray(arr).view(np.int16)).view(torch.bfloat16)
-    else:
-        src = torch.from_numpy(np.ascontiguousarray(arr))
-    with torch.no_grad():
-        target.copy_(src.reshape(target.shape))
+    copy_into(target, arr)
 
 
 def load_param_into_net(

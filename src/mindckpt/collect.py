@@ -12,21 +12,14 @@ from typing import Any
 import numpy as np
 
 from . import tensor as T
+from .adapters.torch import is_torch_module
+from .formats.records import Record
 from .nn import Cell
 from .tensor import Parameter, Tensor, is_torch_tensor
 
-__all__ = ["collect", "scalar_array", "is_torch_module", "validate_append_dict", "Records"]
-
-Records = tuple[dict[str, Any], dict[str, T.Type]]  # values, dtype overrides (Int4)
+__all__ = ["collect", "scalar_array", "is_torch_module", "validate_append_dict"]
 
 _INT64_MIN, _UINT64_MAX = -(1 << 63), (1 << 64) - 1
-
-
-def is_torch_module(obj: Any) -> bool:
-    for klass in type(obj).__mro__:
-        if klass.__module__ == "torch.nn.modules.module" and klass.__name__ == "Module":
-            return True
-    return False
 
 
 def scalar_array(value: bool | int | float | np.bool_, name: str) -> np.ndarray:
@@ -91,8 +84,8 @@ def collect(
     save_obj: Any,
     choice_func: Callable[[str], Any] | None = None,
     append_dict: dict[str, Any] | None = None,
-) -> Records:
-    """Turn ``save_obj`` (+ ``append_dict``) into ordered records and dtype overrides."""
+) -> list[Record]:
+    """Turn ``save_obj`` (+ ``append_dict``) into ordered :class:`Record` s."""
     out: dict[str, Any] = {}
     dtypes: dict[str, T.Type] = {}
 
@@ -155,4 +148,4 @@ def collect(
         )
     for name, value in (append_dict or {}).items():
         _value(name, value, out, dtypes)
-    return out, dtypes
+    return [Record(name, value, dtypes.get(name)) for name, value in out.items()]

@@ -17,6 +17,7 @@ from mindckpt.errors import ChecksumError, FormatError
 from mindckpt.formats import ckpt as C
 from mindckpt.formats._wire import decode_varint, encode_varint
 from mindckpt.formats._cursor import ByteReader
+from mindckpt.formats.records import Record
 from mindckpt.storage.local import LOCAL
 
 
@@ -30,7 +31,7 @@ class _Sink:
 
 def encode(records, **kw) -> bytes:
     s = _Sink()
-    C.write_ckpt(s, records, **kw)
+    C.write_ckpt(s, [Record(*r) for r in records], **kw)
     return s.buf.getvalue()
 
 

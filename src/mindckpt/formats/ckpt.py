@@ -28,7 +28,7 @@ Byte layout (MindSpore 2.10, checked against the real library)::
 from __future__ import annotations
 
 import math
-import zlib
+from zlib import crc32
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, cast
@@ -38,6 +38,7 @@ import numpy as np
 from .. import tensor as T
 from ..errors import ChecksumError, FormatError
 from ._cursor import ByteReader
+from .records import Index, IndexEntry, Record, Span
 from ._wire import EGROUP, I32, I64, LEN, SGROUP, VARINT, decode_varint, encode_varint
 
 __all__ = [
@@ -45,6 +46,8 @@ __all__ = [
     "CRC_MAGIC",
     "write_ckpt",
     "read_ckpt",
+    "scan_ckpt",
+    "parse_ckpt",
     "content_view",
     "Entry",
 ]
@@ -109,10 +112,12 @@ class _Coalescer:
         self.sink = sink
         self.buf = bytearray()
         self.crc = 0 if crc else None
+        self.pos = 0  # bytes accepted so far (offset of the next byte in the file)
 
     def write(self, data: Any) -> None:
+        self.pos += memoryview(data).nbytes
         if self.crc is not None:
-            self.crc = zlib.crc32(data, self.crc)
+            self.crc = crc32(data, self.crc)
         if len(data) >= _COALESCE:
             self.flush()
             self.sink.write(data)
@@ -129,40 +134,44 @@ class _Coalescer:
 
 def write_ckpt(
     sink: Any,
-    records: Iterable[tuple[str, Any]],
+    records: Iterable[Record],
     *,
     crc: bool = False,
     split: str = "bytes",
-    dtypes: dict[str, T.Type] | None = None,
-) -> int:
-    """Write ``records`` (``(name, ndarray | torch.Tensor | str)``) as a ``.ckpt`` body.
+) -> Index:
+    """Write ``records`` (:class:`Record`: name, ndarray | torch.Tensor | str, dtype override)
+    as a ``.ckpt`` body to ``sink`` (its ``write`` takes every byte it is given).
 
-    ``sink.write`` must take every byte it is given (``FileSink``, ``EncryptSink``).  ``dtypes`` overrides the stored type of an entry (``Int4``).  Returns the
-    number of records written.
+    Returns the :class:`Index` of what was written: each entry with its payload spans.
     """
     w = _Coalescer(sink, crc)
-    count = 0
-    for name, value in records:
+    index = Index(format="ckpt")
+    for name, value, override in records:
         tag = name.encode("utf-8")
         if isinstance(value, str):
             payload = np.array(value).tobytes()
             w.write(_header(tag, (0,), b"str", len(payload)))
+            span = Span(w.pos, len(payload))
             w.write(payload)
-            count += 1
+            index.entries[name] = IndexEntry(name, "str", None, (), (span,), T.STR_TYPE_NAME)
             continue
         arr = value if isinstance(value, np.ndarray) else T.to_numpy(value)
-        type_name = _type_name(name, arr, (dtypes or {}).get(name)).encode()
+        type_name = _type_name(name, arr, override)
         dims = arr.shape
+        spans = []
         for chunk in _chunks(arr, split):
-            w.write(_header(tag, dims, type_name, len(chunk)))
+            w.write(_header(tag, dims, type_name.encode(), len(chunk)))
+            spans.append(Span(w.pos, len(chunk)))
             if len(chunk):
                 w.write(chunk)
-            count += 1
+        index.entries[name] = IndexEntry(name, "tensor", override or T.dtype_of_name(type_name),
+                                         tuple(dims), tuple(spans), type_name)
     if crc:
-        body_crc = w.crc
-        w.write(CRC_MAGIC + cast(int, body_crc).to_bytes(10, "big"))
+        index.crc = cast(int, w.crc)
+        w.write(CRC_MAGIC + index.crc.to_bytes(10, "big"))
     w.flush()
-    return count
+    index.size = w.pos
+    return index
 
 
 # --------------------------------------------------------------------------- reading
@@ -191,6 +200,20 @@ class _Run:
     text: bytearray | None = None  # str payloads
 
 
+MAX_NDIM = 64  # numpy's limit; more is a damaged file
+_MAX_DIM = 1 << 62
+
+
+@dataclass
+class _Noted:
+    """The index entry being built from consecutive records of one tag."""
+
+    tag: str
+    type_name: str
+    dims: tuple[int, ...]
+    spans: list[Span]
+
+
 class _Parser:
     def __init__(self, r: ByteReader, path: str, select: Callable[[str], bool]):
         self.r = r
@@ -199,6 +222,8 @@ class _Parser:
         self.out: dict[str, Any] = {}
         self.run: _Run | None = None
         self._selected: dict[str, bool] = {}
+        self.index = Index(format="ckpt")
+        self._noted: _Noted | None = None
 
     # -- errors
     def fail(self, what: str, tag: str | None = None, fix: str | None = None) -> FormatError:
@@ -256,6 +281,56 @@ class _Parser:
             got = self._selected[tag] = bool(self.select(tag))
         return got
 
+    # -- the index
+    def check_shape(self, dims: tuple[int, ...], tag: str) -> None:
+        if len(dims) > MAX_NDIM:
+            raise self.fail(f"a tensor has {len(dims)} dimensions, more than {MAX_NDIM}", tag)
+        if any(d >= 1 << 63 for d in dims):
+            shown = tuple(d - (1 << 64) if d >= 1 << 63 else d for d in dims)
+            raise self.fail(f"negative dimension in shape {shown}", tag)
+        if any(d > _MAX_DIM for d in dims) or math.prod(d for d in dims if d) > _MAX_DIM:
+            raise self.fail(f"shape {dims} is impossibly large", tag)
+
+    def note(self, tag: str, type_name: str, dims: tuple[int, ...], offset: int, n: int) -> None:
+        """Add one record's payload span to the index (consecutive records of a tag join)."""
+        cur = self._noted
+        if cur is not None and cur.tag == tag and cur.type_name == type_name and cur.dims == dims:
+            cur.spans.append(Span(offset, n))
+            return
+        self.finish_note()
+        self.check_shape(dims, tag)
+        self._noted = _Noted(tag, type_name, dims, [Span(offset, n)])
+
+    def finish_note(self) -> None:
+        cur, self._noted = self._noted, None
+        if cur is None:
+            return
+        total = sum(sp.length for sp in cur.spans)
+        spans = tuple(sp for sp in cur.spans if sp.length) or tuple(cur.spans[:1])
+        if cur.type_name == T.STR_TYPE_NAME:
+            if total % 4:
+                raise self.fail("a string's content is not a whole number of UTF-32 units",
+                                cur.tag)
+            entry = IndexEntry(cur.tag, "str", None, (), spans, cur.type_name)
+        else:
+            dtype = T.dtype_of_name(cur.type_name)
+            if dtype is None:
+                raise self.fail(
+                    f"unknown tensor type {cur.type_name!r}", cur.tag,
+                    "mindckpt reads Float16/32/64, BFloat16, Int8-64, UInt8-64, Bool, Int4 and "
+                    "str; convert this tensor before saving it.",
+                )
+            shape = cur.dims
+            if shape == (0,) and total == dtype.itemsize:
+                shape = ()  # MindSpore reads dims [0] as a scalar
+            need = math.prod(shape) * dtype.itemsize
+            if total != need:
+                raise self.fail(
+                    f"content is {total} bytes but shape {shape} {cur.type_name} needs {need}",
+                    cur.tag)
+            entry = IndexEntry(cur.tag, "tensor", dtype, shape, spans, cur.type_name)
+        self.index.entries[cur.tag] = entry  # a repeated name: first place, last value
+
     # -- structure
     def parse(self) -> tuple[dict[str, Any], int | None]:
         """Parse the whole body; return the entries and the stored CRC (None if no trailer)."""
@@ -263,9 +338,11 @@ class _Parser:
         while True:
             if r.at_eof():
                 self.finish_run()
+                self.finish_note()
                 return self.out, None
             if r.peek(1) == b"c":
                 self.finish_run()
+                self.finish_note()
                 body_crc = r.crc
                 r.track_crc = False
                 trailer = r.read(TRAILER_LEN)
@@ -289,7 +366,7 @@ class _Parser:
     def value(self, end: int) -> None:
         r = self.r
         tag: str | None = None
-        pending: tuple[str, tuple[int, ...], bytes] | None = None  # tensor seen before its tag
+        pending: tuple[str, tuple[int, ...], bytes, int] | None = None  # tensor before its tag
         while r.pos < end:
             k = self.varint()
             field, wire = k >> 3, k & 7
@@ -319,8 +396,8 @@ class _Parser:
         if pending is not None:
             if tag is None:
                 raise self.fail("a record has a tensor but no name")
-            type_name, dims, content = pending
-            self.content(tag, type_name, dims, len(content), content)
+            type_name, dims, content, offset = pending
+            self.content(tag, type_name, dims, len(content), content, offset)
         elif tag is None:
             raise self.fail("a record has no name")
 
@@ -357,9 +434,10 @@ class _Parser:
         if n is None:
             raise self.fail("a tensor has no content field", tag)
         if self.r.pos + n == end and type_name is not None:
-            self.content(tag, type_name, tuple(dims), n, None)
+            self.content(tag, type_name, tuple(dims), n, None, self.r.pos)
             return
         # unusual field order: content before the type or dims; buffer this one record
+        offset = self.r.pos
         content = self.exact(n, "tensor content", tag)
         more_dims, more_type, extra = self.tensor_header(end, tag)
         if extra is not None:
@@ -367,24 +445,27 @@ class _Parser:
         type_name = more_type or type_name
         if type_name is None:
             raise self.fail("a tensor has no type", tag)
-        self.content(tag, type_name, tuple(dims + more_dims), n, content)
+        self.content(tag, type_name, tuple(dims + more_dims), n, content, offset)
 
-    def tensor_buffered(self, end: int) -> tuple[str, tuple[int, ...], bytes]:
+    def tensor_buffered(self, end: int) -> tuple[str, tuple[int, ...], bytes, int]:
         dims, type_name, n = self.tensor_header(end, None)
         if n is None:
             raise self.fail("a tensor has no content field")
+        offset = self.r.pos
         content = self.exact(n, "tensor content")
         more_dims, more_type, _ = self.tensor_header(end, None)
         type_name = more_type or type_name
         if type_name is None:
             raise self.fail("a tensor has no type")
-        return type_name, tuple(dims + more_dims), content
+        return type_name, tuple(dims + more_dims), content, offset
 
     def content(
-        self, tag: str, type_name: str, dims: tuple[int, ...], n: int, data: bytes | None
+        self, tag: str, type_name: str, dims: tuple[int, ...], n: int, data: bytes | None,
+        offset: int,
     ) -> None:
         """Route ``n`` content bytes (in the file at the cursor, or ``data``) to their entry."""
         r = self.r
+        self.note(tag, type_name, dims, offset, n)
         run = self.run
         if run is not None and run.tag != tag:
             self.finish_run()
@@ -393,8 +474,6 @@ class _Parser:
             if data is None and r.skip(n) != n:
                 raise self.fail("tensor content is cut short", tag)
             return
-        if any(d >= 1 << 63 for d in dims):
-            raise self.fail(f"negative dimension in shape {tuple(d - (1 << 64) if d >= 1 << 63 else d for d in dims)}", tag)
         if type_name == T.STR_TYPE_NAME:
             payload = data if data is not None else self.exact(n, "string content", tag)
             if run is not None and run.text is not None:
@@ -477,7 +556,7 @@ class _Parser:
             if field == 1 and wire == LEN:
                 n = self.varint()
                 self.check_within(n, end, "a map tensor part", tag)
-                type_name, dims, content = self.tensor_buffered(r.pos + n)
+                type_name, dims, content, _offset = self.tensor_buffered(r.pos + n)
                 np_t = _MAP_TYPES.get(type_name)
                 if np_t is None:
                     raise self.fail(f"unknown map tensor type {type_name!r}", tag)
@@ -490,6 +569,8 @@ class _Parser:
         if tag is None:
             raise self.fail("a map tensor has no name")
         self.finish_run()
+        self.finish_note()
+        self.index.entries[tag] = IndexEntry(tag, "map", None, (len(parts),), (), "map")
         if not self.wanted(tag):
             return
         prev = self.out.get(tag)
@@ -511,8 +592,32 @@ def read_ckpt(
     track the CRC (``ByteReader(track_crc=True)``); a missing or wrong trailer raises
     ``ChecksumError``.
     """
+    return parse_ckpt(reader, path, select, crc_check=crc_check)[0]
+
+
+def scan_ckpt(reader: ByteReader, path: str, *, crc_check: bool = False) -> Index:
+    """The :class:`Index` of a ``.ckpt`` body: names, types, shapes and payload spans.
+
+    Over a positional source no payload byte is read (record headers only), unless
+    ``crc_check`` asks for the CRC, which covers every byte.  Every length is checked as in
+    :func:`read_ckpt`.
+    """
+    return parse_ckpt(reader, path, lambda _n: False, crc_check=crc_check)[1]
+
+
+def parse_ckpt(
+    reader: ByteReader,
+    path: str,
+    select: Callable[[str], bool],
+    *,
+    crc_check: bool = False,
+) -> tuple[dict[str, Entry | str | list], Index]:
+    """One pass: the selected entries filled, and the index of all of them."""
     parser = _Parser(reader, path, select)
     out, stored = parser.parse()
+    index = parser.index
+    index.crc = stored
+    index.size = reader.pos
     if crc_check:
         if stored is None:
             raise ChecksumError(
@@ -526,4 +631,4 @@ def read_ckpt(
                 f"file is damaged: {path} stores crc {stored} but its content has crc "
                 f"{reader.crc}. Restore the file from a copy."
             )
-    return out
+    return out, index

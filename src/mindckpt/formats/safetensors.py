@@ -21,21 +21,24 @@ import json
 import math
 import zlib
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from .. import tensor as T
 from ..errors import ChecksumError, FormatError
 from .ckpt import Entry, content_view
+from .records import Index, IndexEntry, Record, Span
 
-__all__ = ["write_safetensors", "read_safetensors", "ms_crc"]
+__all__ = ["write_safetensors", "scan_safetensors", "read_safetensors", "check_crc", "ms_crc"]
 
 MAX_HEADER = 100_000_000
 _ENUM_ORDER = ["BOOL", "U8", "I8", "F8_E5M2", "F8_E4M3", "I16", "U16", "F16", "BF16", "I32",
                "U32", "F32", "F64", "I64", "U64"]
 _RANK = {code: i for i, code in enumerate(_ENUM_ORDER)}
 _ZERO_RUN_LIMIT = 1 << 26
+_MAX_DEPTH = 8  # the format needs 3 levels: header, entry, shape/offsets
+_MAX_DIM = 1 << 62
 
 
 def _crc_piece(arr: Any, crc: int) -> int:
@@ -69,15 +72,13 @@ def _code(name: str, value: Any, dtype: T.Type | None) -> tuple[str, tuple[int, 
 
 def write_safetensors(
     sink: Any,
-    records: list[tuple[str, np.ndarray]],
+    records: list[Record],
     *,
     crc: bool = False,
     remove_redundancy: bool | None = None,
-    dtypes: dict[str, T.Type] | None = None,
-) -> None:
-    """Write ``records`` as a safetensors file with MindSpore's metadata."""
-    dtypes = dtypes or {}
-    for name, value in records:
+) -> Index:
+    """Write ``records`` as a safetensors file with MindSpore's metadata; return its index."""
+    for name, value, _t in records:
         if isinstance(value, str):
             raise TypeError(
                 f"Cannot save '{name}' as safetensors: str values are not supported by the "
@@ -85,31 +86,43 @@ def write_safetensors(
                 "with format='ckpt' or drop it"
             )
     items = sorted(
-        ((name, arr, *_code(name, arr, dtypes.get(name))) for name, arr in records),
-        key=lambda it: (-_RANK[it[2]], it[0]),
+        ((name, arr, t, *_code(name, arr, t)) for name, arr, t in records),
+        key=lambda it: (-_RANK[it[3]], it[0]),
     )
     header: dict[str, Any] = {}
+    meta: dict[str, str] = {}
     if items:
-        meta: dict[str, str] = {"format": "ms"}
+        meta["format"] = "ms"
         if remove_redundancy is not None:
             meta["remove_redundancy"] = str(bool(remove_redundancy))
-        for name, *_rest in items:
-            if dtypes.get(name) is T.qint4x2:
+        for name, _arr, t, *_rest in items:
+            if t is T.qint4x2:
                 meta[name] = "Int4"
         if crc:
             meta["crc_num"] = str(ms_crc((it[0], it[1]) for it in items))
         header["__metadata__"] = meta
     offset = 0
-    for name, _arr, code, shape, nbytes in items:
+    for name, _arr, _t, code, shape, nbytes in items:
         header[name] = {"dtype": code, "shape": list(shape),
                         "data_offsets": [offset, offset + nbytes]}
         offset += nbytes
     blob = json.dumps(header, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     blob += b" " * (-len(blob) % 8)
     sink.write(len(blob).to_bytes(8, "little") + blob)
-    for _name, arr, _c, _shape, nbytes in items:
+    data_start = 8 + len(blob)
+    index = Index(format="safetensors", metadata=dict(meta), data_start=data_start,
+                  size=data_start + offset)
+    if "crc_num" in meta:
+        index.crc = int(meta["crc_num"])
+    for name, arr, t, code, shape, nbytes in sorted(items, key=lambda it: it[0]):
+        start = header[name]["data_offsets"][0]
+        dtype = t or T.meta(arr)[1]
+        index.entries[name] = IndexEntry(name, "tensor", dtype, tuple(shape),
+                                         (Span(data_start + start, nbytes),), code)
+    for _name, arr, _t, _c, _shape, nbytes in items:
         if nbytes:
             sink.write(content_view(arr if isinstance(arr, np.ndarray) else T.to_numpy(arr)))
+    return index
 
 
 def _fail(path: str, what: str) -> FormatError:
@@ -119,41 +132,49 @@ def _fail(path: str, what: str) -> FormatError:
     )
 
 
-def read_safetensors(
-    source: Any,
-    path: str,
-    select: Callable[[str], bool] = lambda _n: True,
-    *,
-    crc_check: bool = False,
-) -> tuple[dict[str, Entry], dict[str, str]]:
-    """Read a safetensors file (``source``: a path's fd via ``(fd, size)`` or a bytes-like).
+def _no_deep_nesting(raw: bytes, path: str) -> None:
+    """Refuse JSON nested deeper than the format needs, before ``json.loads`` recurses."""
+    depth = 0
+    in_str = False
+    esc = False
+    for ch in raw:
+        if in_str:
+            if esc:
+                esc = False
+            elif ch == 0x5C:
+                esc = True
+            elif ch == 0x22:
+                in_str = False
+        elif ch == 0x22:
+            in_str = True
+        elif ch in (0x7B, 0x5B):
+            depth += 1
+            if depth > _MAX_DEPTH:
+                raise _fail(path, f"the header nests deeper than {_MAX_DEPTH} levels")
+        elif ch in (0x7D, 0x5D):
+            depth -= 1
 
-    Returns ``({name: Entry}, metadata)``, names sorted as MindSpore returns them.
+
+def scan_safetensors(source: Any, path: str) -> Index:
+    """The :class:`Index` of a safetensors file from its header alone (no payload is read).
+
+    ``source`` has ``size`` and ``pread(n, offset)``.  Every entry is checked: known dtype,
+    shape of non-negative ints (at most 64 dims), offsets inside the data, spans matching the
+    shapes, no gaps or overlaps.
     """
-    if hasattr(source, "readinto_at"):  # a storage ByteSource
-        size = source.size
-        pread = source.pread
-        readinto = source.readinto
-    else:
-        buf = memoryview(source).cast("B")
-        size = len(buf)
-
-        def pread(n: int, off: int) -> bytes:
-            return bytes(buf[off:off + n])
-
-        def readinto(mv: memoryview, off: int) -> int:
-            part = buf[off:off + len(mv)]
-            mv[:len(part)] = part
-            return len(part)
-
+    size = source.size
     if size < 8:
         raise _fail(path, f"the file has {size} bytes, fewer than the 8-byte header length")
-    n = int.from_bytes(pread(8, 0), "little")
+    n = int.from_bytes(source.pread(8, 0), "little")
     if n > MAX_HEADER or 8 + n > size:
         raise _fail(path, f"header length {n} exceeds the file size {size} or 100 MB")
+    raw = source.pread(n, 8)
+    if len(raw) != n:
+        raise _fail(path, "the header is cut short")
+    _no_deep_nesting(raw, path)
     try:
-        header = json.loads(pread(n, 8).decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as e:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
         raise _fail(path, f"the header is not valid JSON ({e})") from None
     if not isinstance(header, dict):
         raise _fail(path, "the header is not a JSON object")
@@ -163,8 +184,8 @@ def read_safetensors(
     data_start = 8 + n
     data_len = size - data_start
     spans: list[tuple[int, int, str]] = []
-    plan: list[tuple[str, T.Type, tuple[int, ...], int, int]] = []
-    for name, info in header.items():
+    index = Index(format="safetensors", metadata=meta, data_start=data_start, size=size)
+    for name, info in sorted(header.items()):
         try:
             code, shape, (start, end) = info["dtype"], tuple(info["shape"]), info["data_offsets"]
         except (KeyError, TypeError, ValueError):
@@ -174,16 +195,18 @@ def read_safetensors(
             raise _fail(path, f"tensor '{name}' has unsupported dtype {code!r}")
         if meta.get(name) == "Int4" and dtype is T.int8:
             dtype = T.qint4x2
-        if not all(isinstance(d, int) and d >= 0 for d in shape):
-            raise _fail(path, f"tensor '{name}' has an invalid shape {list(shape)}")
-        if not (isinstance(start, int) and isinstance(end, int) and 0 <= start <= end <= data_len):
+        if not all(type(d) is int and 0 <= d <= _MAX_DIM for d in shape) or len(shape) > 64:
+            raise _fail(path, f"tensor '{name}' has an invalid shape {list(shape)[:70]}")
+        if not (type(start) is int and type(end) is int and 0 <= start <= end <= data_len):
             raise _fail(path, f"tensor '{name}' has offsets {[start, end]} outside the data "
                               f"({data_len} bytes)")
-        if end - start != math.prod(shape) * dtype.itemsize:
+        need = math.prod(shape) * dtype.itemsize
+        if end - start != need:
             raise _fail(path, f"tensor '{name}' spans {end - start} bytes but shape "
-                              f"{list(shape)} {code} needs {math.prod(shape) * dtype.itemsize}")
+                              f"{list(shape)} {code} needs {need}")
         spans.append((start, end, name))
-        plan.append((name, dtype, shape, start, end))
+        index.entries[name] = IndexEntry(name, "tensor", dtype, shape,
+                                         (Span(data_start + start, end - start),), code)
     spans.sort()
     pos = 0
     for start, end, name in spans:
@@ -193,29 +216,59 @@ def read_safetensors(
         pos = end
     if pos != data_len:
         raise _fail(path, f"{data_len - pos} bytes follow the last tensor")
-    stored = meta.get("crc_num")
-    if crc_check and stored is None:
+    if "crc_num" in meta:
+        try:
+            index.crc = int(meta["crc_num"])
+        except ValueError:
+            raise _fail(path, f"crc_num {meta['crc_num'][:40]!r} is not a number") from None
+    return index
+
+
+def check_crc(path: str, index: Index, arrays: Iterable[tuple[str, np.ndarray]]) -> None:
+    """MindSpore's ``crc_check=True`` on safetensors: ``crc_num`` over every tensor."""
+    stored = index.metadata.get("crc_num")
+    if stored is None:
         raise ChecksumError(
             f"For 'load_checkpoint', the safetensors file {path} does not contain a crc "
             "code, so crc_check=True cannot verify it. Load it with crc_check=False if "
             "you trust it."
         )
+    actual = ms_crc(arrays)
+    if str(actual) != stored:
+        raise ChecksumError(
+            "For 'load_checkpoint', the crc check has failed. Please check whether the ckpt "
+            f"file is damaged: {path} stores crc {stored}, its content has {actual}."
+        )
+
+
+def read_safetensors(
+    source: Any,
+    path: str,
+    select: Callable[[str], bool] = lambda _n: True,
+    *,
+    crc_check: bool = False,
+) -> tuple[dict[str, Entry], dict[str, str]]:
+    """Read a safetensors file: ``source`` is a storage ByteSource or a bytes-like object.
+
+    Returns ``({name: Entry}, metadata)``, names sorted as MindSpore returns them.
+    """
+    if not hasattr(source, "readinto_at"):
+        from ..storage.memory import BytesSource
+
+        source = BytesSource(source, path)
+    index = scan_safetensors(source, path)
     out: dict[str, Entry] = {}
-    for name, dtype, shape, start, end in sorted(plan, key=lambda p: p[0]):
-        if not crc_check and not select(name):  # the CRC covers every tensor: read them all
+    for e in index:
+        if not crc_check and not select(e.name):  # the CRC covers every tensor: read them all
             continue
-        arr = np.empty(shape, dtype=dtype.np_dtype)
-        if end > start:
+        dtype = cast(T.Type, e.dtype)
+        arr = np.empty(e.shape, dtype=dtype.np_dtype)
+        if e.nbytes:
             mv = arr.reshape(-1).view(np.uint8).data
-            if readinto(mv, data_start + start) != end - start:
-                raise _fail(path, f"tensor '{name}' is cut short")
-        out[name] = Entry(dtype, arr)
+            if source.readinto(mv, e.spans[0].offset) != e.nbytes:
+                raise _fail(path, f"tensor '{e.name}' is cut short")
+        out[e.name] = Entry(dtype, arr)
     if crc_check:
-        actual = ms_crc((k, e.array) for k, e in out.items())
-        if str(actual) != stored:
-            raise ChecksumError(
-                "For 'load_checkpoint', the crc check has failed. Please check whether the ckpt "
-                f"file is damaged: {path} stores crc {stored}, its content has {actual}."
-            )
-        out = {k: e for k, e in out.items() if select(k)}
-    return out, meta
+        check_crc(path, index, ((k, en.array) for k, en in out.items()))
+        out = {k: en for k, en in out.items() if select(k)}
+    return out, index.metadata

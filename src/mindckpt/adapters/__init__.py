@@ -1,0 +1,1 @@
+"""Adapters to other frameworks' objects (torch); imported only where those objects appear."""
