@@ -216,7 +216,9 @@ class Tensor:
             t = input_data._dtype
         else:
             arr = to_numpy(input_data)
-            if arr.dtype == np.float64 and isinstance(input_data, (float, list, tuple)):
+            if arr.dtype == np.float64 and isinstance(input_data, (float, list, tuple)) and not (
+                isinstance(input_data, np.generic)
+            ):
                 arr = arr.astype(np.float32)  # MindSpore: Tensor(1.5), Tensor([1.0]) are Float32
             t = None
         if dtype is not None:
@@ -387,6 +389,8 @@ class Parameter(Tensor):
         layerwise_parallel: bool = False,
         parallel_optimizer: bool = True,
     ):
+        if isinstance(default_input, bool):
+            raise ValueError("Parameter data can not be `bool`")
         super().__init__(default_input)
         if name is None or name == "":
             name = f"Parameter#{next(_param_ids)}"
