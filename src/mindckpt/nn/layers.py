@@ -1,0 +1,217 @@
+"""Parameter-holding layers with MindSpore 2.10's parameter names, shapes, dtypes, flags and
+initial-value distributions (checked against real MindSpore: tests/compat/golden/).
+
+Defaults as MindSpore's: ``Dense``/``Conv1d``/``Conv2d`` weights are ``HeUniform(sqrt(5))``
+(uniform in +-1/sqrt(fan_in)) and biases uniform in +-1/sqrt(fan_in); ``BatchNorm`` starts at
+``gamma=1, beta=0, moving_mean=0, moving_variance=1`` with the moving statistics frozen
+(``requires_grad=False``) and named ``mean``/``variance`` until a parent cell renames them to
+their attribute paths; ``Embedding`` draws ``Normal(0.01)`` and zeroes ``padding_idx``. The
+values are random like MindSpore's, not equal to them.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ..common.initializer import Uniform, initializer
+from ..tensor import Parameter, Tensor, _as_type, float32
+from .cell import Cell
+
+__all__ = ["Dense", "Conv1d", "Conv2d", "BatchNorm1d", "BatchNorm2d", "LayerNorm", "Embedding",
+           "ReLU", "Flatten", "MaxPool2d"]
+
+
+def _init(init: Any, shape: tuple[int, ...], dtype: Any, bound: float | None = None) -> Tensor:
+    """A layer's initial value: MindSpore's ``weight_init``/``bias_init`` forms, or
+    uniform in +-``bound`` when ``init`` is None."""
+    if init is None:
+        init = Uniform(bound if bound is not None else 0.0)
+    return initializer(init, shape, dtype if dtype is not None else float32)
+
+
+def _fan_bound(fan_in: int) -> float:
+    return 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+
+
+def _pair(x: int | tuple[int, int], name: str) -> tuple[int, int]:
+    if isinstance(x, int):
+        return x, x
+    if isinstance(x, (tuple, list)) and len(x) == 2 and all(isinstance(v, int) for v in x):
+        return int(x[0]), int(x[1])
+    raise TypeError(f"The type of '{name}' should be int or tuple of two ints, but got {x!r}.")
+
+
+def _check_group(in_channels: int, out_channels: int, group: int, cls: str) -> None:
+    if group <= 0 or in_channels % group or out_channels % group:
+        raise ValueError(f"For '{cls}', the attr 'in_channels' ({in_channels}) and "
+                         f"'out_channels' ({out_channels}) must be divisible by 'group' ({group}).")
+
+
+class Dense(Cell):
+    """``nn.Dense(in_channels, out_channels)``: ``weight`` (out, in) and ``bias`` (out,)."""
+
+    def __init__(self, in_channels: int, out_channels: int, weight_init: Any = None,
+                 bias_init: Any = None, has_bias: bool = True, activation: Any = None,
+                 dtype: Any = float32):
+        super().__init__()
+        self.in_channels, self.out_channels = in_channels, out_channels
+        bound = _fan_bound(in_channels)
+        self.weight = Parameter(_init(weight_init, (out_channels, in_channels), dtype, bound),
+                                name="weight")
+        self.has_bias = has_bias
+        if has_bias:
+            self.bias = Parameter(_init(bias_init, (out_channels,), dtype, bound), name="bias")
+
+    def construct(self, x: Any) -> np.ndarray:
+        y = np.asarray(x) @ self.weight.asnumpy().T
+        return y + self.bias.asnumpy() if self.has_bias else y
+
+
+class _Conv(Cell):
+    def _make(self, in_channels: int, out_channels: int, kernel: tuple[int, int], group: int,
+              has_bias: bool, weight_init: Any, bias_init: Any, dtype: Any) -> None:
+        _check_group(in_channels, out_channels, group, type(self).__name__)
+        shape = (out_channels, in_channels // group, *kernel)
+        bound = _fan_bound((in_channels // group) * kernel[0] * kernel[1])
+        self.weight = Parameter(_init(weight_init, shape, dtype, bound), name="weight")
+        self.has_bias = has_bias
+        if has_bias:
+            self.bias = Parameter(_init(bias_init, (out_channels,), dtype, bound), name="bias")
+
+
+class Conv1d(_Conv):
+    """``nn.Conv1d``: ``weight`` (out, in/group, 1, kernel_size) as MindSpore stores it,
+    ``bias`` (out,) when ``has_bias``."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
+                 pad_mode: str = "same", padding: int = 0, dilation: int = 1, group: int = 1,
+                 has_bias: bool = False, weight_init: Any = None, bias_init: Any = None,
+                 dtype: Any = float32):
+        super().__init__()
+        if not isinstance(kernel_size, int):
+            raise TypeError(f"For 'Conv1d', the type of 'kernel_size' should be int, but got "
+                            f"{type(kernel_size)}.")
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size, self.stride, self.pad_mode = kernel_size, stride, pad_mode
+        self.padding, self.dilation, self.group = padding, dilation, group
+        self._make(in_channels, out_channels, (1, kernel_size), group, has_bias, weight_init,
+                   bias_init, dtype)
+
+
+class Conv2d(_Conv):
+    """``nn.Conv2d``: ``weight`` (out, in/group, kh, kw), ``bias`` (out,) when ``has_bias``."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int],
+                 stride: int = 1, pad_mode: str = "same", padding: int = 0, dilation: int = 1,
+                 group: int = 1, has_bias: bool = False, weight_init: Any = None,
+                 bias_init: Any = None, data_format: str = "NCHW", dtype: Any = float32):
+        super().__init__()
+        kernel = _pair(kernel_size, "kernel_size")
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size, self.stride, self.pad_mode = kernel, stride, pad_mode
+        self.padding, self.dilation, self.group = padding, dilation, group
+        self.data_format = data_format
+        self._make(in_channels, out_channels, kernel, group, has_bias, weight_init, bias_init,
+                   dtype)
+
+
+class _BatchNorm(Cell):
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.9,
+                 affine: bool = True, gamma_init: Any = "ones", beta_init: Any = "zeros",
+                 moving_mean_init: Any = "zeros", moving_var_init: Any = "ones",
+                 use_batch_statistics: Any = None, data_format: str = "NCHW",
+                 dtype: Any = float32):
+        super().__init__()
+        if not isinstance(num_features, int) or isinstance(num_features, bool) or num_features < 1:
+            raise ValueError(f"For '{type(self).__name__}', 'num_features' must be a positive "
+                             f"int, but got {num_features!r}.")
+        if not 0.0 <= momentum <= 1.0:
+            raise ValueError(f"For '{type(self).__name__}', the 'momentum' must be a number in "
+                             f"range [0, 1], but got {momentum}.")
+        self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        self.affine, self.use_batch_statistics = affine, use_batch_statistics
+        self.data_format = data_format
+        shape = (num_features,)
+        self.moving_mean = Parameter(initializer(moving_mean_init, shape, dtype), name="mean",
+                                     requires_grad=False)
+        self.moving_variance = Parameter(initializer(moving_var_init, shape, dtype),
+                                         name="variance", requires_grad=False)
+        self.gamma = Parameter(initializer(gamma_init, shape, dtype), name="gamma",
+                               requires_grad=affine)
+        self.beta = Parameter(initializer(beta_init, shape, dtype), name="beta",
+                              requires_grad=affine)
+
+
+class BatchNorm1d(_BatchNorm):
+    """``nn.BatchNorm1d``: ``moving_mean``, ``moving_variance``, ``gamma``, ``beta``."""
+
+
+class BatchNorm2d(_BatchNorm):
+    """``nn.BatchNorm2d``: ``moving_mean``, ``moving_variance``, ``gamma``, ``beta``."""
+
+
+class LayerNorm(Cell):
+    """``nn.LayerNorm(normalized_shape)``: ``gamma`` and ``beta`` of ``normalized_shape``."""
+
+    def __init__(self, normalized_shape: tuple[int, ...] | list[int], begin_norm_axis: int = -1,
+                 begin_params_axis: int = -1, gamma_init: Any = "ones", beta_init: Any = "zeros",
+                 epsilon: float = 1e-7, dtype: Any = float32):
+        super().__init__()
+        if not isinstance(normalized_shape, (tuple, list)):
+            raise TypeError("For 'LayerNorm', the type of 'normalized_shape' must be tuple[int] "
+                            f"or list[int], but got {normalized_shape} and the type is "
+                            f"{type(normalized_shape)}.")
+        shape = tuple(int(n) for n in normalized_shape)
+        self.normalized_shape = normalized_shape
+        self.begin_norm_axis, self.begin_params_axis = begin_norm_axis, begin_params_axis
+        self.epsilon = epsilon
+        self.gamma = Parameter(initializer(gamma_init, shape, dtype), name="gamma")
+        self.beta = Parameter(initializer(beta_init, shape, dtype), name="beta")
+
+
+class Embedding(Cell):
+    """``nn.Embedding(vocab_size, embedding_size)``: ``embedding_table`` (vocab, size)."""
+
+    def __init__(self, vocab_size: int, embedding_size: int, use_one_hot: bool = False,
+                 embedding_table: Any = "normal", dtype: Any = float32,
+                 padding_idx: int | None = None):
+        super().__init__()
+        self.vocab_size, self.embedding_size = vocab_size, embedding_size
+        self.use_one_hot, self.padding_idx = use_one_hot, padding_idx
+        table = initializer(embedding_table, (vocab_size, embedding_size), dtype)
+        if padding_idx is not None:
+            if not -vocab_size <= padding_idx < vocab_size:
+                raise ValueError(f"For 'Embedding', the 'padding_idx' must be in range "
+                                 f"[{-vocab_size}, {vocab_size}), but got {padding_idx}.")
+            arr = np.array(table.asnumpy())
+            arr[padding_idx] = 0
+            table = Tensor(arr, dtype=_as_type(table.dtype))
+        self.embedding_table = Parameter(table, name="embedding_table")
+
+
+class ReLU(Cell):
+    def construct(self, x: Any) -> np.ndarray:
+        return np.maximum(np.asarray(x), 0)
+
+
+class Flatten(Cell):
+    def __init__(self, start_dim: int = 1, end_dim: int = -1):
+        super().__init__()
+        self.start_dim, self.end_dim = start_dim, end_dim
+
+    def construct(self, x: Any) -> np.ndarray:
+        a = np.asarray(x)
+        start = self.start_dim % a.ndim
+        end = self.end_dim % a.ndim
+        return a.reshape(*a.shape[:start], -1, *a.shape[end + 1:])
+
+
+class MaxPool2d(Cell):
+    def __init__(self, kernel_size: int = 1, stride: int = 1, pad_mode: str = "valid",
+                 padding: int = 0, dilation: int = 1, return_indices: bool = False,
+                 ceil_mode: bool = False, data_format: str = "NCHW"):
+        super().__init__()
+        self.kernel_size, self.stride, self.pad_mode = kernel_size, stride, pad_mode
