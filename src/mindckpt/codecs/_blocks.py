@@ -190,7 +190,7 @@ def scan_blocks(src: PositionalSource, mode: str, path: str) -> BlockTable:
     table = BlockTable(mode)
     unpack = _GCM_HDR.unpack_from if mode == "AES-GCM" else _CBC_HDR.unpack_from
     buf, buf_start = b"", 0
-    last_c = 0
+    last_c = SCAN_READAHEAD  # first header alone: blocks are usually large
     off = 0
     while off < total:
         i = len(table)
@@ -209,7 +209,7 @@ def scan_blocks(src: PositionalSource, mode: str, path: str) -> BlockTable:
             want = hsize if last_c >= SCAN_READAHEAD else SCAN_READAHEAD
             buf, buf_start, rel = read_at(src, want, off), off, 0
         head = buf[rel : rel + hsize]
-        if head[:4] != magic:
+        if head[:4] != magic and not (len(head) < 4 and magic.startswith(head)):
             raise _bad_magic(path, mode, i, off, head, total - off)
         if len(head) < hsize:
             raise _fail(
