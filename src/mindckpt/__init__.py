@@ -14,6 +14,7 @@ from ._api import (
     save_checkpoint,
 )
 from .convert import ckpt_to_safetensors, safetensors_to_ckpt
+from .handle import open_checkpoint
 from .errors import (
     AsyncSaveError,
     CheckpointError,
@@ -59,6 +60,7 @@ __all__ = [
     "load_checkpoint",
     "load_checkpoint_async",
     "load_param_into_net",
+    "open_checkpoint",
     "ckpt_to_safetensors",
     "safetensors_to_ckpt",
     "Parameter",

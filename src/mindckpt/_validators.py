@@ -67,13 +67,13 @@ def is_network(obj: Any) -> bool:
 
 
 def check_enc_key_length(enc_key: bytes, enc_mode: str, api: str) -> None:
-    """Deviation: MindSpore checks the key only while writing (after deleting the old file)."""
-    from mindckpt.codecs.crypto import KEY_LENGTHS
+    """Deviation: MindSpore checks the key only while writing (after deleting the old file).
 
-    allowed = KEY_LENGTHS[enc_mode]
-    if len(enc_key) not in allowed:
-        lengths = " or ".join(str(n) for n in allowed)
-        raise ValueError(
-            f"For '{api}', the 'enc_key' for {enc_mode} must be {lengths} bytes long, "
-            f"but got {len(enc_key)} bytes."
-        )
+    The rule and its message live in :func:`mindckpt.codecs.crypto.check_cipher_args`.
+    """
+    from mindckpt.codecs.crypto import check_cipher_args
+
+    try:
+        check_cipher_args(enc_key, enc_mode)
+    except ValueError as exc:
+        raise ValueError(f"For '{api}', {exc}") from None

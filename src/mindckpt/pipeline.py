@@ -58,6 +58,7 @@ logger = logging.getLogger("mindckpt")
 
 FORMATS = ("ckpt", "safetensors")
 _CRC_PIECE = 8 << 20
+_SCAN_READAHEAD = 512  # bytes read per record header during a scan
 
 
 def format_from_name(name: str) -> str | None:
@@ -200,15 +201,15 @@ class CheckpointReader:
         *,
         format: str | None = None,  # noqa: A002 - MindSpore's keyword
         dec_key: bytes | None = None,
-        dec_mode: str = "AES-GCM",
+        dec_mode: str | None = "AES-GCM",
         crc_check: bool = False,
     ):
         self.source = source
         self.name = name
         self.crc_check = crc_check
         self.dec_key = dec_key
-        self.dec_mode = dec_mode
         sniffed, self.cipher = sniff_format(source)
+        self.dec_mode: str = dec_mode or self.cipher or "AES-GCM"  # None: the file's own mode
         self.format = format or format_from_name(name) or sniffed
         if self.format == "ckpt":
             if self.cipher is None and dec_key is not None:
@@ -253,8 +254,9 @@ class CheckpointReader:
             advise = getattr(self.source, "advise_sequential", None)
             if advise is not None:
                 advise()
-            return _ckpt.parse_ckpt(ByteReader(source=self.plain, track_crc=crc), self.name,
-                                    select, crc_check=crc)
+            reader = ByteReader(source=self.plain, track_crc=crc,
+                                readahead=_SCAN_READAHEAD if scan and not crc else None)
+            return _ckpt.parse_ckpt(reader, self.name, select, crc_check=crc)
         stream = self._stream()
         try:
             return _ckpt.parse_ckpt(ByteReader(stream=stream, track_crc=crc), self.name,
@@ -450,7 +452,7 @@ def open_file(
     *,
     format: str | None = None,  # noqa: A002 - MindSpore's keyword
     dec_key: bytes | None = None,
-    dec_mode: str = "AES-GCM",
+    dec_mode: str | None = "AES-GCM",
     crc_check: bool = False,
 ) -> CheckpointReader:
     """Open ``key`` of ``store`` for scan-then-read (see :class:`CheckpointReader`)."""

@@ -24,11 +24,13 @@ class ByteReader:
     HEADER_READAHEAD = 4096
 
     def __init__(self, *, source: Any = None, stream: Any = None, track_crc: bool = False,
-                 start: int = 0):
+                 start: int = 0, readahead: int | None = None):
         self.fd = source  # positional backend (named fd for brevity: "has offsets")
         self.stream = stream
         self.size = source.size if source is not None else int(getattr(stream, "size_hint", 0))
         self.exact_size = source is not None
+        if readahead is not None:
+            self.HEADER_READAHEAD = readahead  # scans read little ahead: headers only
         self.pos = start
         self.track_crc = track_crc
         self.crc = 0
