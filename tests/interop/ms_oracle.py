@@ -377,6 +377,33 @@ def batch(requests: list, *, fresh: bool = False, timeout=DEFAULT_TIMEOUT) -> li
     return call({"op": "batch", "requests": requests}, fresh=fresh, timeout=timeout)["replies"]
 
 
+def ms_parallel(fn: str, *args, timeout=DEFAULT_TIMEOUT, **kwargs):
+    """Call mindspore.parallel.<fn> (or mindspore.<fn>) with plain JSON arguments in the
+    worker; returns its JSON-converted result (numpy scalars as {"numpy_scalar", "value"})."""
+    return call({"op": "ms_parallel", "fn": fn, "args": list(args), "kwargs": kwargs},
+                timeout=timeout)["result"]
+
+
+def ms_strategy_write(path, layouts: dict, *, current_stage: int = 0, stage: int = 0) -> dict:
+    """Write a strategy file with MindSpore's node_strategy_pb2 (see the worker for the
+    layout spec: dev_matrix, tensor_maps (list of TensorMap dim lists), param_split_shape,
+    field, opt_weight_shard_step, opt_weight_shard_size)."""
+    return call({"op": "ms_strategy_write", "path": os.path.abspath(str(path)),
+                 "layouts": layouts, "current_stage": current_stage, "stage": stage})
+
+
+def ms_strategy_read(path) -> dict:
+    """mindspore.parallel.build_searched_strategy(path) as plain dicts."""
+    return call({"op": "ms_strategy_read", "path": os.path.abspath(str(path))})["layouts"]
+
+
+def ms_merge_sliced(slices: list, strategy_path=None) -> dict:
+    """mindspore.merge_sliced_parameter on entry descriptions; returns the merged entry."""
+    return call({"op": "ms_merge_sliced", "slices": slices,
+                 "strategy_path": os.path.abspath(str(strategy_path)) if strategy_path else None}
+                )["merged"]
+
+
 def version() -> dict:
     return call({"op": "version"})
 

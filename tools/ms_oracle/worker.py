@@ -415,6 +415,95 @@ HANDLERS = {
 }
 
 
+# --------------------------------------------------------------------------- parallel tools
+# (added for tests/parallel: MindSpore's strategy files and offline merge/reshard tools)
+
+def _jsonable(x):
+    np = _np
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if np is not None and isinstance(x, np.generic):
+        return {"numpy_scalar": type(x).__name__, "value": x.item()}
+    return x
+
+
+def h_ms_parallel(req):
+    """{"op": "ms_parallel", "fn": name in mindspore.parallel (or mindspore), "args": [...],
+    "kwargs": {...}} -> {"result": JSON form (numpy scalars as {"numpy_scalar", "value"})}.
+    Only for tools taking and returning plain values (paths, ints, lists)."""
+    m = ms()
+    import mindspore.parallel as mp
+    fn = getattr(mp, req["fn"], None) or getattr(m, req["fn"])
+    return {"result": _jsonable(fn(*req.get("args", []), **(req.get("kwargs") or {})))}
+
+
+def h_ms_strategy_write(req):
+    """{"op": "ms_strategy_write", "path", "current_stage", "stage",
+        "layouts": {name: {"dev_matrix": [..], "tensor_maps": [[..], ..], "param_split_shape":
+        [..], "field", "opt_weight_shard_step", "opt_weight_shard_size"}}}
+    Writes a ParallelStrategyMap with MindSpore's own node_strategy_pb2 classes."""
+    ms()
+    from mindspore.train import node_strategy_pb2 as pb
+    smap = pb.ParallelStrategyMap()
+    smap.current_stage = req.get("current_stage", 0)
+    item = smap.parallel_strategy_item.add()
+    item.node_name = "Default/network-Net/MatMul-op0"
+    item.parallel_strategys.stage = req.get("stage", 0)
+    item.parallel_strategys.parallel_strategy.add().dim.extend([1, 1])
+    for name, spec in req["layouts"].items():
+        li = smap.parallel_layout_item.add()
+        li.param_name = name
+        pl = li.parallel_layouts
+        pl.dev_matrix.add().dim.extend(spec["dev_matrix"])
+        for tm in spec["tensor_maps"]:
+            pl.tensor_map.add().dim.extend(tm)
+        pl.param_split_shape.add().dim.extend(spec.get("param_split_shape", []))
+        pl.indices_offset.add()
+        pl.field = spec.get("field", 0)
+        pl.opt_weight_shard_step = spec.get("opt_weight_shard_step", 0)
+        pl.opt_weight_shard_size = spec.get("opt_weight_shard_size", 0)
+    with open(req["path"], "wb") as f:
+        f.write(smap.SerializeToString())
+    return {"size": os.path.getsize(req["path"])}
+
+
+def h_ms_strategy_read(req):
+    """{"op": "ms_strategy_read", "path"} -> {"layouts": {name: {...}}} via
+    mindspore.parallel.build_searched_strategy (MindSpore's own parser)."""
+    ms()
+    from mindspore.parallel import build_searched_strategy
+    out = {}
+    for name, lay in build_searched_strategy(req["path"]).items():
+        out[name] = {"dev_matrix": [list(d.dim) for d in lay.dev_matrix],
+                     "tensor_maps": [list(t.dim) for t in lay.tensor_map],
+                     "param_split_shape": [list(p.dim) for p in lay.param_split_shape],
+                     "field": lay.field, "opt_weight_shard_step": lay.opt_weight_shard_step,
+                     "opt_weight_shard_size": lay.opt_weight_shard_size}
+    return {"layouts": out}
+
+
+def h_ms_merge_sliced(req):
+    """{"op": "ms_merge_sliced", "slices": [entry...], "strategy_path": path | null}
+    -> {"merged": entry description} (mindspore.merge_sliced_parameter)."""
+    m = ms()
+    params = [entry_parameter(e) for e in req["slices"]]
+    strategy = None
+    if req.get("strategy_path"):
+        strategy = m.parallel.build_searched_strategy(req["strategy_path"])
+    merged = m.merge_sliced_parameter(params, strategy)
+    return {"merged": describe_value(merged.name, merged, req.get("inline_limit", 8 << 20))}
+
+
+HANDLERS.update({
+    "ms_parallel": h_ms_parallel,
+    "ms_strategy_write": h_ms_strategy_write,
+    "ms_strategy_read": h_ms_strategy_read,
+    "ms_merge_sliced": h_ms_merge_sliced,
+})
+
+
 def dispatch(req):
     try:
         fn = HANDLERS[req["op"]]
