@@ -605,11 +605,22 @@ class _FileSource(ByteSource):
     def __init__(self, store: FsspecStore, key: str):
         self.name = store.describe(key)
         try:
-            self.size = int(store.fs.size(key))
             self.f: Any = store.fs.open(key, "rb")
+            self.size = self._size_of_open_file(store, key)
         except Exception as exc:
             raise _wrap(exc, "read", self.name, reading=True) from exc
         self._lock = threading.Lock()
+
+    def _size_of_open_file(self, store: FsspecStore, key: str) -> int:
+        size = getattr(self.f, "size", None)  # fsspec's buffered files: from the open
+        if isinstance(size, int):
+            return size
+        try:
+            import os
+
+            return os.fstat(self.f.fileno()).st_size  # the inode that was opened
+        except (AttributeError, OSError, ValueError, NotImplementedError, TypeError):
+            return int(store.fs.size(key))
 
     def readinto_at(self, mv: memoryview, offset: int) -> int:
         if offset >= self.size:

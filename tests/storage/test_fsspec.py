@@ -1,0 +1,156 @@
+"""FsspecStore over fsspec's memory and local filesystems (the conformance kit), and
+:func:`mindckpt.storage.urls.resolve`.  The S3 runs live in tests/remote (they need a server)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+
+import pytest
+
+fsspec = pytest.importorskip("fsspec")
+
+from mindckpt.errors import StorageError  # noqa: E402
+from mindckpt.storage import urls  # noqa: E402
+from mindckpt.storage.fsspec import FsspecStore  # noqa: E402
+from mindckpt.storage.local import LOCAL  # noqa: E402
+
+from .conformance import StoreConformance  # noqa: E402
+
+
+class TestMemoryFsspecStore(StoreConformance):
+    @pytest.fixture
+    def store(self):
+        return FsspecStore(fsspec.filesystem("memory"))
+
+    @pytest.fixture
+    def root(self, store):
+        root = f"/mindckpt-test-{uuid.uuid4().hex[:8]}"
+        yield root
+        store.fs.rm(root, recursive=True) if store.fs.exists(root) else None
+
+    def test_strategy_and_names(self, store, root):
+        assert store.write_strategy == "buffer"
+        assert store.describe(root + "/a.ckpt") == f"memory://{root}/a.ckpt"
+
+    def test_reader_keeps_its_snapshot(self, store, root):
+        k = store.join(root, "s.ckpt")
+        store.write_bytes(k, b"old" * 10)
+        with store.open_read(k) as src:
+            store.write_bytes(k, b"new" * 20)
+            assert src.pread(30, 0) == b"old" * 10
+        assert store.read_bytes(k) == b"new" * 20
+
+
+class TestLocalFsspecStore(StoreConformance):
+    @pytest.fixture
+    def store(self):
+        return FsspecStore(fsspec.filesystem("file"))
+
+    @pytest.fixture
+    def root(self, tmp_path):
+        return str(tmp_path)
+
+    def test_temp_beside_target_then_rename(self, store, root):
+        k = os.path.join(root, "t.ckpt")
+        with store.open_write(k) as w:
+            w.write(b"abc")
+            temps = [n for n in os.listdir(root) if n.startswith(".t.ckpt.")]
+            assert len(temps) == 1 and temps[0].endswith(".tmp")
+            assert store.list(root) == []  # temps are not objects
+        assert sorted(os.listdir(root)) == ["t.ckpt"]
+
+    def test_create_only_is_a_link(self, store, root):
+        k = os.path.join(root, "mark")
+        store.create_only(k, b"1")
+        with pytest.raises(StorageError, match="already exists"):
+            store.create_only(k, b"2")
+        assert store.read_bytes(k) == b"1"
+        assert sorted(os.listdir(root)) == ["mark"]
+
+    def test_reader_keeps_inode_across_replace(self, store, root):
+        k = os.path.join(root, "r.ckpt")
+        store.write_bytes(k, b"o" * 4096)
+        with store.open_read(k) as src:
+            store.write_bytes(k, b"n" * 4096)
+            assert src.pread(4096, 0) == b"o" * 4096
+
+
+def test_unknown_protocol_warns_and_renames():
+    from fsspec.implementations.memory import MemoryFileSystem
+
+    class OddFS(MemoryFileSystem):
+        protocol = "oddfs-test"
+
+    with pytest.warns(RuntimeWarning, match="oddfs-test.*atomically"):
+        store = FsspecStore(OddFS(skip_instance_cache=True, global_store=False))
+    assert store.write_strategy == "rename"
+
+
+def test_part_size_floor_and_bad_strategy():
+    fs = fsspec.filesystem("memory")
+    with pytest.raises(ValueError, match="5 MiB"):
+        FsspecStore(fs, part_size=1 << 20)
+    with pytest.raises(ValueError, match="write_strategy"):
+        FsspecStore(fs, write_strategy="inplace")
+    with pytest.raises(ValueError, match="S3"):
+        FsspecStore(fs, write_strategy="multipart")
+
+
+# -- resolve
+def test_local_paths_resolve_to_local_store(tmp_path):
+    path = tmp_path / "a" / ".." / "x.ckpt"
+    store, key = urls.resolve(path)
+    assert store is LOCAL and key == os.path.realpath(str(path))
+    assert urls.resolve(str(path)) == (LOCAL, key)
+    assert not urls.is_url(str(path)) and not urls.is_url(path)
+    assert not urls.is_url("C:\\x\\y.ckpt") and not urls.is_url("s3:/b/x")
+
+
+def test_file_urls_are_local(tmp_path):
+    p = str(tmp_path / "x y.ckpt")
+    assert urls.is_url("file://" + p)
+    assert urls.resolve("file://" + p.replace(" ", "%20")) == (LOCAL, os.path.realpath(p))
+    assert urls.resolve("file://localhost" + p)[1] == os.path.realpath(p)
+    with pytest.raises(ValueError, match="not this machine"):
+        urls.resolve("file://otherhost/x.ckpt")
+
+
+def test_storage_options_refused_for_local_paths(tmp_path):
+    with pytest.raises(ValueError, match="storage_options.*remote URLs"):
+        urls.resolve(str(tmp_path / "x"), {"anon": True})
+    assert urls.resolve(str(tmp_path / "x"), {})[0] is LOCAL
+
+
+def test_bad_targets():
+    with pytest.raises(TypeError, match="bytes"):
+        urls.resolve(b"/x.ckpt")
+    with pytest.raises(TypeError, match="int"):
+        urls.resolve(3)
+    with pytest.raises(TypeError, match="storage_options"):
+        urls.resolve("memory://x", storage_options=[("a", 1)])
+    with pytest.raises(ValueError, match="no filesystem for the protocol 'nosuchproto'"):
+        urls.resolve("nosuchproto://b/x.ckpt")
+
+
+def test_memory_url_is_cached_store():
+    s1, k1 = urls.resolve("memory://run/x.ckpt")
+    s2, k2 = urls.resolve("memory://run/y.ckpt")
+    assert isinstance(s1, FsspecStore) and s1 is s2
+    assert (k1, k2) == ("/run/x.ckpt", "/run/y.ckpt")
+    s1.write_bytes(k1, b"abc")
+    assert fsspec.filesystem("memory").cat_file("/run/x.ckpt") == b"abc"
+    s1.remove(k1)
+
+
+def test_missing_fsspec_gives_install_hint(monkeypatch):
+    monkeypatch.setitem(sys.modules, "fsspec", None)
+    with pytest.raises(ImportError, match=r"pip install 'mindckpt\[remote\]' and s3fs"):
+        urls.resolve("s3://bucket/x.ckpt")
+
+
+def test_missing_backend_gives_install_hint(monkeypatch):
+    monkeypatch.setitem(sys.modules, "gcsfs", None)
+    with pytest.raises(ImportError, match=r"mindckpt\[remote\]' and gcsfs"):
+        urls.resolve("gs://bucket/x.ckpt")
