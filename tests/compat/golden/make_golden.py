@@ -13,6 +13,8 @@ It records, for tests/compat/test_scenarios.py:
   seeds pooled);
 * ``context``: the keys ``get_context`` answers with their CPU defaults, the constants, and the
   messages of a few rejected ``set_context`` calls;
+* ``scripts``: the standard output of each MindSpore script in tests/compat/scripts/, run
+  unchanged in a fresh process and an empty directory;
 * ``versions``: MindSpore, NumPy and Python.
 
 Uses only construction, naming and numpy conversions: no MindSpore op runs.
@@ -23,7 +25,9 @@ from __future__ import annotations
 import json
 import os
 import platform
+import subprocess
 import sys
+import tempfile
 from collections import OrderedDict
 from pathlib import Path
 
@@ -113,6 +117,18 @@ def context_facts():
             "machine_dependent": ["runtime_num_threads", "max_device_memory"]}
 
 
+def script_outputs():
+    out = {}
+    for script in sorted((HERE.parent / "scripts").glob("*.py")):
+        with tempfile.TemporaryDirectory() as cwd:
+            r = subprocess.run([sys.executable, str(script)], cwd=cwd, capture_output=True,
+                               text=True, timeout=600, env={**os.environ, "GLOG_v": "3"})
+        if r.returncode != 0:
+            raise RuntimeError(f"{script.name} failed under MindSpore:\n{r.stderr[-3000:]}")
+        out[script.name] = r.stdout
+    return out
+
+
 def main():
     golden = {
         "versions": {"mindspore": ms.__version__, "numpy": np.__version__,
@@ -120,6 +136,7 @@ def main():
         "scenarios": {name: run_snippet(src) for name, src in scenarios.SNIPPETS.items()},
         "layers": {expr: layer_params(expr) for expr in scenarios.LAYERS},
         "layer_stats": {expr: layer_stats(expr) for expr in scenarios.LAYER_STATS},
+        "scripts": script_outputs(),
     }
     golden["context"] = context_facts()  # last: it changes the mode
     path = HERE / "mindspore_compat.json"

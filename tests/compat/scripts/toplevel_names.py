@@ -1,0 +1,11 @@
+"""MindSpore scripts that use top-level names: mindspore.set_context, mindspore.GRAPH_MODE,
+mindspore.context, mindspore.ParameterTuple, mindspore.common.dtype aliases."""
+import numpy as np
+import mindspore as ms
+
+ms.set_context(mode=ms.GRAPH_MODE, device_target="CPU")
+print(ms.get_context("mode"), ms.context.get_context("device_target"), ms.PYNATIVE_MODE)
+p = ms.Parameter(ms.Tensor(np.ones(2), ms.float32), name="p")
+print(ms.ParameterTuple([p])[0].name, ms.common.dtype.half, ms.float16 == ms.common.dtype.half)
+net = ms.nn.SequentialCell([ms.nn.Dense(2, 2), ms.nn.BatchNorm1d(2)])
+print([q.name for q in net.get_parameters()])
