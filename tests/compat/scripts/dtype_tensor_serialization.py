@@ -6,7 +6,7 @@ from mindspore import context
 from mindspore.common.tensor import Tensor
 from mindspore.common.parameter import Parameter, ParameterTuple
 from mindspore.common.initializer import initializer, Normal
-from mindspore.train.serialization import save_checkpoint, load_checkpoint, load_param_into_net
+from mindspore.train.serialization import save_checkpoint, load_checkpoint
 
 context.set_context(mode=context.PYNATIVE_MODE)
 print(context.get_context("mode"), context.get_context("device_target"))

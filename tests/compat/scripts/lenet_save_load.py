@@ -13,7 +13,7 @@ context.set_context(mode=context.GRAPH_MODE, device_target="CPU")
 
 class LeNet5(nn.Cell):
     def __init__(self, num_class=10, num_channel=1, include_top=True):
-        super(LeNet5, self).__init__()
+        super(LeNet5, self).__init__()  # noqa: UP008 (the docs' text)
         self.conv1 = nn.Conv2d(num_channel, 6, 5, pad_mode='valid')
         self.conv2 = nn.Conv2d(6, 16, 5, pad_mode='valid')
         self.relu = nn.ReLU()
@@ -57,7 +57,7 @@ new_net = LeNet5()
 param_not_load, ckpt_not_load = mindspore.load_param_into_net(new_net, param_dict)
 print(param_not_load, ckpt_not_load)
 print(all(np.array_equal(a.asnumpy(), b.asnumpy())
-          for a, b in zip(net.get_parameters(), new_net.get_parameters())))
+          for a, b in zip(net.get_parameters(), new_net.get_parameters(), strict=True)))
 
 crc = mindspore.load_checkpoint("./lenet_crc.ckpt", crc_check=True)
 print(list(crc)[-2:], crc["epoch_num"], crc["lr"])

@@ -45,7 +45,7 @@ fresh = Net()
 result = fresh.load_state_dict(loaded)
 print(result, result.missing_keys, result.unexpected_keys)
 print(all(np.array_equal(a.asnumpy(), b.asnumpy())
-          for a, b in zip(net.get_parameters(), fresh.get_parameters())))
+          for a, b in zip(net.get_parameters(), fresh.get_parameters(), strict=True)))
 print(fresh.load_state_dict({"bn.gamma": loaded["bn.gamma"], "extra": loaded["bn.beta"]}, strict=False))
 try:
     fresh.load_state_dict({"bn.gamma": loaded["bn.beta"]})

@@ -30,18 +30,27 @@ ckpt = ModelCheckpoint(prefix="net", directory="./ckpts", config=config)
 cbs = [ckpt, StepLogger(stop_at=5)]
 cb_params = AttrDict(train_network=net, epoch_num=3, batch_num=2, cur_epoch_num=0, cur_step_num=0)
 rc = RunContext(cb_params)
-for c in cbs: c.on_train_begin(rc)
+
+
+def fire(hook):
+    for c in cbs:
+        getattr(c, hook)(rc)
+
+
+fire("on_train_begin")
 for epoch in range(1, 4):
     cb_params.cur_epoch_num = epoch
-    for c in cbs: c.on_train_epoch_begin(rc)
-    for step in range(2):
+    fire("on_train_epoch_begin")
+    for _ in range(2):
         cb_params.cur_step_num += 1
-        for c in cbs: c.on_train_step_begin(rc)
-        for c in cbs: c.on_train_step_end(rc)
-        if rc.get_stop_requested(): break
-    for c in cbs: c.on_train_epoch_end(rc)
-    if rc.get_stop_requested(): break
-for c in cbs: c.on_train_end(rc)
+        fire("on_train_step_begin")
+        fire("on_train_step_end")
+        if rc.get_stop_requested():
+            break
+    fire("on_train_epoch_end")
+    if rc.get_stop_requested():
+        break
+fire("on_train_end")
 print(sorted(os.listdir("./ckpts")))
 print(os.path.basename(ckpt.latest_ckpt_file_name))
 params = mindspore.load_checkpoint(ckpt.latest_ckpt_file_name)
