@@ -122,6 +122,16 @@ class Resharder:
         self._plans: dict[str, ParamPlan] = {}
         self._order: list[str] | None = None
 
+    def close(self) -> None:
+        for f in self.files.values():
+            f.close()
+
+    def __enter__(self) -> Resharder:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
     # ------------------------------------------------------------------ naming
 
     def names(self) -> list[str]:
@@ -355,11 +365,11 @@ def _by_rank(rank_id: int, files: Mapping[int, str], out: str, src: Any, dst: An
              tool: str, progress: Progress) -> None:
     _strategy_arg(src, "src_strategy_file")
     _strategy_arg(dst, "dst_strategy_file")
-    rs = Resharder(files, src, dst, tool=tool)
-    if not 0 <= rank_id < rs.dst_world():
-        raise ValueError(f"For '{tool}', rank {rank_id} is not in the destination strategy "
-                         f"({rs.dst.stage_num} stage(s) of {rs.dst.device_num} devices).")
-    rs.write_rank(rank_id, out, fmt, progress)
+    with Resharder(files, src, dst, tool=tool) as rs:
+        if not 0 <= rank_id < rs.dst_world():
+            raise ValueError(f"For '{tool}', rank {rank_id} is not in the destination strategy "
+                             f"({rs.dst.stage_num} stage(s) of {rs.dst.device_num} devices).")
+        rs.write_rank(rank_id, out, fmt, progress)
 
 
 convert_checkpoint_by_rank = transform_checkpoint_by_rank
@@ -450,7 +460,17 @@ def transform_checkpoints(src_checkpoints_dir: str, dst_checkpoints_dir: str, ck
     files, _fmt = collect_rank_files(src_checkpoints_dir)
     os.makedirs(dst_checkpoints_dir, exist_ok=True)
     stage = _by_stage_case(src_strategy_file, dst_strategy_file)
-    rs = Resharder(files, src_strategy_file, dst_strategy_file)
+    if stage is not None:  # one stage's files, numbered from the stage's first rank
+        n = _stage_device_num(load_layout_map(src_strategy_file))
+        files = {r - stage * n: files[r] for r in range(stage * n, stage * n + n) if r in files}
+    with Resharder(files, src_strategy_file, dst_strategy_file) as rs:
+        _transform_all(rs, files, dst_checkpoints_dir, ckpt_prefix, output_format, stage,
+                       process_num, progress)
+
+
+def _transform_all(rs: Resharder, files: Mapping[int, str], dst_dir: str, prefix: str,
+                   output_format: str, stage: int | None, process_num: int,
+                   progress: Progress) -> None:
     _check_needed(rs, files)
     ranks = list(range(rs.dst_world()))
     names_of: dict[int, list[str] | None] = {r: None for r in ranks}
@@ -464,8 +484,7 @@ def transform_checkpoints(src_checkpoints_dir: str, dst_checkpoints_dir: str, ck
             suffix[r] = f"_part{stage}"
 
     def one(r: int) -> None:
-        out = os.path.join(dst_checkpoints_dir, f"rank_{r}",
-                           f"{ckpt_prefix}{r}{suffix[r]}.{output_format}")
+        out = os.path.join(dst_dir, f"rank_{r}", f"{prefix}{r}{suffix[r]}.{output_format}")
         rs.write_rank(r, out, output_format, progress, names_of[r])
 
     _run(one, ranks, process_num)
@@ -516,11 +535,10 @@ def transform_safetensors_by_stage(src_safetensors_dir: str, dst_safetensors_dir
     n = _stage_device_num(src_map)
     start = stage * n
     local = {r - start: files[r] for r in range(start, start + n) if r in files}
-    rs = Resharder(local, src_strategy_file, dst_strategy_file,
-                   tool="transform_safetensors_by_stage")
-    for r in range(rs.dst.device_num):
-        names = rs.names_for(r)
-        out = os.path.join(dst_safetensors_dir, f"rank_{r}",
-                           f"{ckpt_prefix}{r}_part{stage}.safetensors")
-        rs.write_rank(r, out, "safetensors", progress, names)
+    with Resharder(local, src_strategy_file, dst_strategy_file,
+                   tool="transform_safetensors_by_stage") as rs:
+        for r in range(rs.dst.device_num):
+            out = os.path.join(dst_safetensors_dir, f"rank_{r}",
+                               f"{ckpt_prefix}{r}_part{stage}.safetensors")
+            rs.write_rank(r, out, "safetensors", progress)
 
