@@ -3,9 +3,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mindckpt import _async
+from mindckpt import async_writer as _async
+from mindckpt import policies
 from mindckpt.errors import AsyncSaveError
-from mindckpt.train import policies
 from mindckpt.train.callback import InternalCallbackParam, RunContext
 
 

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 import mindckpt as ms
-from mindckpt import _async
+from mindckpt import manager as manager_mod
 from mindckpt.errors import AsyncSaveError
-from mindckpt.train import CheckpointConfig, ModelCheckpoint, RunContext, callback
+from mindckpt.train import CheckpointConfig, ModelCheckpoint, RunContext
 from mindckpt.train.callback import Callback, InternalCallbackParam
 
 from .conftest import Driver, make_net
@@ -288,7 +288,7 @@ def test_retention_per_n_minutes_fake_clock(tmp_path, clock):
 def test_failing_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
     cfg = CheckpointConfig(save_checkpoint_steps=1, keep_checkpoint_max=1)
     cb = ModelCheckpoint("p", str(tmp_path), cfg)
-    real = callback._save_checkpoint
+    real = manager_mod._plan_and_run
     count = {"n": 0}
 
     def flaky(*args, **kwargs):
@@ -297,7 +297,7 @@ def test_failing_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
             raise OSError(28, "No space left on device")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(callback, "_save_checkpoint", flaky)
+    monkeypatch.setattr(manager_mod, "_plan_and_run", flaky)
     with pytest.raises(OSError, match="No space left"):
         Driver(cb).run(epochs=1)
     # MindSpore would already have deleted p-1_2 before trying to write p-1_3.
@@ -366,18 +366,25 @@ def test_async_save_files_and_retention(tmp_path, mode):
 @pytest.mark.parametrize("mode", ["thread", "process"])
 @pytest.mark.parametrize("kind", ["cell", "torch"])
 def test_async_snapshot_consistency(tmp_path, monkeypatch, mode, kind):
-    real_submit = _async.submit
+    real = manager_mod._plan_and_run
 
-    def slow_submit(records, write, m):  # the write starts well after training moved on
+    def slow_save(save_obj, target, writer, args, kwargs):  # the write starts well after
+        from mindckpt import _api  # training moved on
+
+        job = _api.plan_save(save_obj, target, *args, **kwargs)
+        inner = job.write
+
         def slow(recs):
             import time
 
             time.sleep(0.3)
-            write(recs)
+            return inner(recs)
 
-        real_submit(records, slow, m)
+        job.write = slow
+        return _api.run_save(job, writer)
 
-    monkeypatch.setattr(_async, "submit", slow_submit)
+    assert real is not slow_save
+    monkeypatch.setattr(manager_mod, "_plan_and_run", slow_save)
     if kind == "torch":
         torch = pytest.importorskip("torch")
         net = torch.nn.Linear(4, 3)
@@ -405,21 +412,21 @@ def test_async_snapshot_consistency(tmp_path, monkeypatch, mode, kind):
 def test_async_error_surfaces_at_next_step_and_keeps_files(tmp_path, monkeypatch):
     cfg = CheckpointConfig(save_checkpoint_steps=1, keep_checkpoint_max=1, async_save=True)
     cb = ModelCheckpoint("e", str(tmp_path), cfg)
-    real = callback._save_checkpoint
+    real = manager_mod._plan_and_run
     n = {"k": 0}
 
-    def failing_async(save_obj, path, *args, **kwargs):
+    def failing_async(save_obj, target, writer, args, kwargs):
         n["k"] += 1
         if n["k"] == 2:
 
             def boom(records):
                 raise OSError(28, "No space left on device")
 
-            _async.submit([("x", np.zeros(1))], boom, "thread")
+            writer.submit([("x", np.zeros(1))], boom, target=target, mode="thread")
             return None
-        return real(save_obj, path, *args, **kwargs)
+        return real(save_obj, target, writer, args, kwargs)
 
-    monkeypatch.setattr(callback, "_save_checkpoint", failing_async)
+    monkeypatch.setattr(manager_mod, "_plan_and_run", failing_async)
     with pytest.raises(AsyncSaveError, match="No space left on device"):
         Driver(cb).run(epochs=1)
     assert stems(tmp_path) == ["e-1_1"]
@@ -632,6 +639,31 @@ def test_breakpoint_failure_does_not_replace_training_error(tmp_path, monkeypatc
     def broken(*a, **k):
         raise OSError(13, "Permission denied")
 
-    monkeypatch.setattr(callback, "_save_checkpoint", broken)
+    monkeypatch.setattr(manager_mod, "_plan_and_run", broken)
     err = _train_until(cb, fail_at=2)
     assert any("Permission denied" in n for n in getattr(err, "__notes__", []))
+
+
+def test_async_error_during_breakpoint_save_is_attached_to_training_error(tmp_path, monkeypatch):
+    cfg = CheckpointConfig(save_checkpoint_steps=1, keep_checkpoint_max=5, async_save=True,
+                           exception_save=True)
+    cb = ModelCheckpoint("bp", str(tmp_path), cfg)
+    real = manager_mod._plan_and_run
+
+    def failing_async(save_obj, target, writer, args, kwargs):
+        if target.endswith("bp-1_2.ckpt"):
+
+            def boom(records):
+                raise OSError(28, "No space left on device")
+
+            writer.submit([("x", np.zeros(1))], boom, target=target, mode="thread")
+            return None
+        return real(save_obj, target, writer, args, kwargs)
+
+    monkeypatch.setattr(manager_mod, "_plan_and_run", failing_async)
+    err = _train_until(cb, fail_at=3)
+    assert str(err) == "simulated crash"
+    notes = "\n".join(getattr(err, "__notes__", []))
+    assert "No space left on device" in notes and "bp-1_2.ckpt" in notes
+    assert "bp-1_3_breakpoint.ckpt" in notes  # the breakpoint itself was written
+    assert stems(tmp_path) == ["bp-1_1", "bp-1_3_breakpoint"]

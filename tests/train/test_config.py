@@ -228,11 +228,11 @@ DEVIATIONS = [
         "'crc_check=True' cannot be combined with 'enc_key'",
     ),
     ({"enc_mode": "bogus"}, ValueError, "the 'enc_mode' must be one of"),
-    ({"enc_key": b"k" * 15}, ValueError, "must be 16 or 24 or 32 bytes long, but got 15 bytes"),
+    ({"enc_key": b"k" * 15}, ValueError, "must be 16, 24 or 32 bytes (AES-128, AES-192, AES-256) long, got 15 bytes"),
     (
         {"enc_key": b"k" * 32, "enc_mode": "SM4-CBC"},
         ValueError,
-        "for SM4-CBC must be 16 bytes long, but got 32 bytes",
+        "for enc_mode='SM4-CBC' must be 16 bytes long, got 32 bytes",
     ),
 ]
 

@@ -28,9 +28,12 @@ import os
 from typing import Any
 from collections.abc import Callable
 
-from mindckpt import async_writer as _async
-from mindckpt.train import policies
+from mindckpt import policies
+from mindckpt.errors import AsyncSaveError
+from mindckpt.manager import CheckpointManager
+from mindckpt.storage.local import LOCAL
 from mindckpt.train.config import CheckpointConfig
+from mindckpt.train.state import TrainState
 
 __all__ = ["Callback", "RunContext", "InternalCallbackParam", "ModelCheckpoint"]
 
@@ -40,11 +43,8 @@ _logger = logging.getLogger("mindckpt")
 SAVE_DIR = ""
 
 
-def _save_checkpoint(*args: Any, **kwargs: Any) -> None:
-    """Indirection so that tests can inject failures; the real one is ``mindckpt.save_checkpoint``."""
-    from mindckpt._api import save_checkpoint
-
-    return save_checkpoint(*args, **kwargs)
+def _listdir(directory: str) -> list[str]:
+    return [f.name for f in LOCAL.list(directory)]
 
 
 class InternalCallbackParam(dict):
@@ -219,7 +219,7 @@ class ModelCheckpoint(Callback):
         self._config = config
         self._exception_prefix = prefix
         if self._prefix_func is None and self._directory_func is None:
-            self._prefix = policies.dedup_prefix(self._directory, prefix)
+            self._prefix = policies.dedup_prefix(_listdir(self._directory), prefix)
         else:
             self._prefix = prefix
         self._trigger = policies.TriggerPolicy(
@@ -231,7 +231,8 @@ class ModelCheckpoint(Callback):
         self._base_append = dict(config.append_dict or {})
         self._append_dict: dict[str, Any] = dict(self._base_append)
         self._latest_ckpt_file_name = ""
-        self._pending: tuple | None = None  # retention waiting for an async save to complete
+        self._manager: CheckpointManager | None = None  # made at the first save
+        self._retire: list[str] = []  # earlier runs' prefixes retired too (resume)
         self._runs = 0
         self._saved_in_run = False
         self._started = False
@@ -250,10 +251,14 @@ class ModelCheckpoint(Callback):
             self._retention.reset()
             if self._saved_in_run and self._prefix_func is None and self._directory_func is None:
                 # What a fresh ModelCheckpoint would pick now (MindSpore's prefix_N rule).
-                self._prefix = policies.dedup_prefix(self._directory, self._exception_prefix)
+                self._prefix = policies.dedup_prefix(
+                    _listdir(self._directory), self._exception_prefix
+                )
         self._append_dict = dict(self._base_append)
         self._latest_ckpt_file_name = ""
-        self._pending = None
+        self._retire = []
+        if self._manager is not None:
+            self._manager.retire = []
         self._saved_in_run = False
         self._started = False
 
@@ -299,21 +304,53 @@ class ModelCheckpoint(Callback):
         network = self._config.saved_network
         if network is None:
             network = cb_params.train_network
-        from mindckpt.train.loop import TrainState
-
         if isinstance(network, TrainState):
             return network.checkpoint_state()
         return network
 
+    @property
+    def manager(self) -> CheckpointManager | None:
+        """The :class:`~mindckpt.manager.CheckpointManager` behind this callback (made at the
+        first save; ``None`` before)."""
+        return self._manager
+
+    def _manager_for(self, directory: str) -> CheckpointManager:
+        mgr = self._manager
+        if mgr is None:
+            mgr = self._manager = CheckpointManager(
+                directory, self._prefix, format=self._config.format, retention=self._retention
+            )
+        elif mgr.directory != directory:
+            mgr.wait()  # the pending retention runs in the old directory
+            mgr.directory = directory
+        mgr.prefix = self._prefix
+        mgr.format = self._config.format
+        mgr.retire = list(self._retire)
+        return mgr
+
     def _finish_async(self) -> None:
         """Wait for the in-flight async save; on success run its deferred retention."""
-        pending, self._pending = self._pending, None
-        try:
-            _async.wait()
-        except BaseException:
-            raise  # the failed save's retention is dropped: older checkpoints stay
-        if pending is not None:
-            self._retention.apply(*pending)
+        if self._manager is not None:
+            self._manager.wait()
+
+    def close(self) -> None:
+        """Finish the in-flight save (raising its error once) and free its buffer."""
+        if self._manager is not None:
+            self._manager.close()
+            self._manager = None
+
+    def resume_from(self, prefix: str, done_step: int, retire: list[str] | None = None) -> None:
+        """Continue a job: save under ``prefix`` (the resumed run's), schedule the next save
+        where the uninterrupted run's would be after global step ``done_step``, and retire the
+        regular checkpoints of the earlier runs' ``retire`` prefixes by the same rules.
+
+        Called by :class:`~mindckpt.train.loop.CheckpointLoop` with ``resume=`` after
+        ``on_train_begin``.
+        """
+        if self._prefix_func is None:
+            self._prefix = prefix
+        self._trigger.resume_at(done_step)
+        self._retire = [p for p in (retire or []) if p != self._prefix]
 
     def _save_ckpt(self, cb_params, force_to_save=False) -> None:
         global SAVE_DIR
@@ -335,30 +372,26 @@ class ModelCheckpoint(Callback):
             file_name = policies.checkpoint_file_name(
                 self._prefix, cb_params.cur_epoch_num, in_epoch, fmt
             )
-        # The previous async save must be complete (and its retention done) before the next one.
-        self._finish_async()
-
         directory = self._directory
-        cur_file = os.path.join(directory, file_name)
-        save_time = policies.now()
-        previous_save_time = self._retention.note_save(save_time)
+        mgr = self._manager_for(directory)
         if "epoch_num" in self._append_dict:
             self._append_dict["epoch_num"] = (
                 self._base_append.get("epoch_num", 0) + cb_params.cur_epoch_num
             )
         if "step_num" in self._append_dict:
             self._append_dict["step_num"] = self._base_append.get("step_num", 0) + cur_step
+        # The previous async save completes (and its retention runs) before the network is read.
+        mgr.wait()
         network = self._network(cb_params)
         SAVE_DIR = directory
-        async_save = self._config.async_save
-        _save_checkpoint(
+        cur_file = mgr.save(
             network,
-            cur_file,
-            self._config.integrated_save,
-            async_save,
-            dict(self._append_dict) if self._append_dict else None,
-            self._config.enc_key,
-            self._config.enc_mode,
+            name=file_name,
+            append_dict=dict(self._append_dict) if self._append_dict else None,
+            integrated_save=self._config.integrated_save,
+            async_save=self._config.async_save,
+            enc_key=self._config.enc_key,
+            enc_mode=self._config.enc_mode,
             crc_check=self._config.crc_check,
             format=fmt,
             incremental=self._config.map_param_inc,
@@ -366,44 +399,53 @@ class ModelCheckpoint(Callback):
         )
         self._latest_ckpt_file_name = cur_file
         self._saved_in_run = True
-        pending = (directory, self._prefix, fmt, cur_file, save_time, previous_save_time)
-        if async_save:
-            self._pending = pending
-        else:
-            self._retention.apply(*pending)
 
     def _save_breakpoint(self, cb_params) -> str | None:
         cur_step = int(cb_params.get("cur_step_num", 0) or 0)
         epoch = int(cb_params.get("cur_epoch_num", 0) or 0)
         batch_num = cb_params.get("batch_num") or 0
         in_epoch = policies.step_in_epoch(cur_step, batch_num) if cur_step > 0 and batch_num else 0
-        # An in-flight async save finishes first; its error must not hide the training error.
+        # An in-flight async save finishes first; its error is raised after the breakpoint file
+        # is written, for the training loop to attach to the training exception.
+        earlier: BaseException | None = None
         try:
             self._finish_async()
         except BaseException as exc:  # noqa: BLE001
-            _logger.error("An asynchronous checkpoint save had failed: %s", exc)
+            earlier = exc
         directory = self._directory
         if self._directory_func is not None:
             directory = _make_directory(self._directory_func(cb_params))
         prefix = self._exception_prefix
         if callable(prefix):
             prefix = self._prefix if isinstance(self._prefix, str) else str(prefix(cb_params))
-        prefix = policies.dedup_prefix(directory, prefix, exception=True)
-        path = os.path.join(directory, f"{prefix}-{epoch}_{in_epoch}_breakpoint.ckpt")
+        prefix = policies.dedup_prefix(_listdir(directory), prefix, exception=True)
+        name = policies.breakpoint_file_name(prefix, epoch, in_epoch)
+        path = os.path.join(directory, name)
         append = dict(self._base_append)
         if "epoch_num" in append:
             append["epoch_num"] = self._base_append.get("epoch_num", 0) + epoch
         if "step_num" in append:
             append["step_num"] = self._base_append.get("step_num", 0) + cur_step
-        _save_checkpoint(
-            self._network(cb_params),
-            path,
-            self._config.integrated_save,
-            False,
-            append or None,
-            self._config.enc_key,
-            self._config.enc_mode,
-            crc_check=self._config.crc_check,
-            format="ckpt",
-        )
+        try:
+            self._manager_for(directory).save(
+                self._network(cb_params),
+                name=name,
+                append_dict=append or None,
+                retain=False,
+                integrated_save=self._config.integrated_save,
+                async_save=False,
+                enc_key=self._config.enc_key,
+                enc_mode=self._config.enc_mode,
+                crc_check=self._config.crc_check,
+                format="ckpt",
+            )
+        except BaseException as exc:
+            if earlier is not None and hasattr(exc, "add_note"):
+                exc.add_note(f"An earlier asynchronous checkpoint save had failed too: {earlier!r}")
+            raise
+        if earlier is not None:
+            raise AsyncSaveError(
+                f"The breakpoint checkpoint was saved to {path}, but an earlier asynchronous "
+                f"checkpoint save had failed: {earlier}"
+            ) from earlier
         return path
