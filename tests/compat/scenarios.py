@@ -173,6 +173,30 @@ h = [names(net), [n for n, _ in net.cells_and_names()]]
 i = [p.name for p in net.trainable_params()], [p.name for p in net.untrainable_params()]
 out = [a, b, c, d, e, f, g, h, i]
 """,
+    "insert_param_and_tuples": """
+class Net(nn.Cell):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Dense(2, 2)
+        self.plain = 3
+
+net = Net()
+P = ms.Parameter
+a = err(lambda: net.insert_param_to_cell("", P(ms.Tensor(np.ones(1, np.float32)), name="x")))
+b = err(lambda: net.insert_param_to_cell("a.b", P(ms.Tensor(np.ones(1, np.float32)), name="x")))
+c = err(lambda: net.insert_param_to_cell("fc", P(ms.Tensor(np.ones(1, np.float32)), name="x")))
+d = err(lambda: net.insert_param_to_cell("y", 5))
+net.insert_param_to_cell("a.b", P(ms.Tensor(np.ones(1, np.float32)), name="kept"),
+                         check_name_contain_dot=False)
+net.plain = P(ms.Tensor(np.ones(1, np.float32)), name="plain_param")
+e = err(lambda: setattr(net, "fc", P(ms.Tensor(np.ones(1, np.float32)), name="z")))
+net.tup = ms.ParameterTuple([P(ms.Tensor(np.ones(1, np.float32)), name="t1"),
+                             P(ms.Tensor(np.ones(2, np.float32)), name="t2")])
+f = [names(net), [n for n, _ in net.parameters_and_names()], type(net.tup).__name__]
+net.update_parameters_name("pre.")
+g = names(net)
+out = [a, b, c, d, e, f, g]
+""",
     "tensor_conversions": """
 t = ms.Tensor(np.arange(6, dtype=np.int32).reshape(2, 3))
 a = [tinfo(x) for x in (t.float(), t.half(), t.double(), t.long(), t.bool(), t.bfloat16(),

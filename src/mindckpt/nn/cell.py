@@ -65,18 +65,26 @@ class Cell:
 
     def __setattr__(self, name: str, value: Any) -> None:
         if isinstance(value, Parameter):
-            params, cells = self._tables()
-            if value.name.startswith("Parameter#"):
-                value.name = name
-            cells.pop(name, None)
+            self._tables()
             self.__dict__.pop(name, None)
-            params[name] = value
+            self.insert_param_to_cell(name, value)
         elif isinstance(value, ParameterTuple):
-            params, _ = self._tables()
+            self._tables()
+            seen: set[int] = set()
+            names: set[str] = set()
             for item in value:
-                if item.name.startswith("Parameter#"):
-                    item.name = name
-                params.setdefault(item.name, item)
+                if id(item) in seen:
+                    continue
+                seen.add(id(item))
+                if item.name.startswith("Parameter#"):  # MindSpore: "Parameter$<n>" per cell
+                    n = self.__dict__.get("_auto_param_id", 0)
+                    object.__setattr__(self, "_auto_param_id", n + 1)
+                    item.name = f"Parameter${n}"
+                if item.name in names:
+                    raise ValueError(f"The value {value} , its name '{item.name}' already exists. "
+                                     "Please set a unique name for the parameter.")
+                names.add(item.name)
+                self.insert_param_to_cell(item.name, item, check_name_contain_dot=False)
             object.__setattr__(self, name, value)
         elif isinstance(value, Cell):
             params, cells = self._tables()
@@ -138,22 +146,28 @@ class Cell:
 
     # registration helpers (MindSpore names)
     def insert_param_to_cell(
-        self, param_name: str, param: Parameter, check_name_contain_dot: bool = True
+        self, param_name: str, param: Parameter | None, check_name_contain_dot: bool = True
     ) -> None:
-        if not isinstance(param_name, str) or not param_name:
-            raise KeyError(f"The name of parameter should be a non-empty str, but got {param_name!r}.")
+        """Register ``param`` under ``param_name`` (MindSpore's checks and messages)."""
+        if not param_name:
+            raise KeyError("For 'insert_param_to_cell', the argument 'param_name' should not be None.")
         if check_name_contain_dot and "." in param_name:
-            raise KeyError("The name of parameter should not contain \".\"")
-        if not isinstance(param, Parameter) and param is not None:
-            raise TypeError(
-                "For 'insert_param_to_cell', the argument 'param' should be Parameter, "
-                f"but got {type(param)}."
-            )
+            raise KeyError("For 'insert_param_to_cell', the argument 'param_name' should not "
+                           "contain'.' ")
+        if "_params" not in self.__dict__:
+            raise AttributeError("For 'insert_param_to_cell', please call Cell.__init__() firstly.")
         params, cells = self._tables()
+        if param_name not in params and (param_name in cells or param_name in self.__dict__
+                                         or param_name in self.__dict__["_buffers"]
+                                         or hasattr(type(self), param_name)):
+            raise KeyError(f"For 'insert_param_to_cell', the {param_name} parameter already "
+                           "exists in the network.Cannot insert another parameter with the same "
+                           "name.")
+        if not isinstance(param, Parameter) and param is not None:
+            raise TypeError("For 'insert_param_to_cell', the argument 'param' must be 'Parameter' "
+                            f"if not None, but got {type(param)}.")
         if param is not None and param.name.startswith("Parameter#"):
             param.name = param_name
-        cells.pop(param_name, None)
-        self.__dict__.pop(param_name, None)
         params[param_name] = param
 
     def insert_child_to_cell(self, child_name: str, child_cell: Cell | None) -> None:
