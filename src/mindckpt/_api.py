@@ -39,6 +39,7 @@ from .pipeline import (
 )
 from .storage.base import Store
 from .storage.local import LOCAL
+from .storage.memory import BytesSource
 from .tensor import Parameter, Tensor, to_numpy
 
 __all__ = [
@@ -407,7 +408,8 @@ def load_checkpoint(
     if isinstance(target, io.BytesIO):
         label = str(type(target))
         select = _selector(label, None, None, choice_func)
-        entries, _ = read_safetensors(target.getbuffer(), label, select, crc_check=crc_check)
+        entries, _ = read_safetensors(BytesSource(target.getbuffer(), label), label, select,
+                                      crc_check=crc_check)
     else:
         store, key = target
         if format == "safetensors":

@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import math
 import zlib
+from zlib import crc32
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, cast
@@ -59,6 +60,9 @@ logger = logging.getLogger("mindckpt")
 FORMATS = ("ckpt", "safetensors")
 _CRC_PIECE = 8 << 20
 _SCAN_READAHEAD = 512  # bytes read per record header during a scan
+
+#: Whether loads map the file by default (see ``CheckpointReader.read``), per format.
+DEFAULT_MMAP = {"safetensors": True, "ckpt": False}
 
 
 def format_from_name(name: str) -> str | None:
@@ -278,8 +282,24 @@ class CheckpointReader:
         return self._index
 
     # -- reads
-    def read(self, select: Callable[[str], bool] = lambda _n: True) -> dict[str, Any]:
-        """The entries ``select`` accepts, ``{name: Entry | str | list}``, in one pass."""
+    def read(self, select: Callable[[str], bool] = lambda _n: True, *,
+             mmap: bool | None = None) -> dict[str, Any]:
+        """The entries ``select`` accepts, ``{name: Entry | str | list}``.
+
+        ``mmap`` (default: :data:`DEFAULT_MMAP` of the format) returns arrays that map the file
+        copy-on-write where the source can be mapped (local files, memory): no payload byte is
+        copied, writes to an array stay private to the process, and the arrays keep what they
+        had when the file is replaced (saves replace files by rename, never in place).
+        Otherwise one pass reads each selected payload straight into a new array.
+        """
+        if mmap is None:
+            mmap = DEFAULT_MMAP[self.format]
+        if mmap and self.cipher is None:
+            mapping = self.source.mapping()
+            if mapping is not None:
+                got = self._read_mapped(mapping, select)
+                if got is not None:
+                    return got
         if self.format == "safetensors":
             entries, _meta = _st.read_safetensors(self.source, self.name, select,
                                                   crc_check=self.crc_check)
@@ -323,6 +343,56 @@ class CheckpointReader:
         return out
 
     # -- internals
+    def _read_mapped(self, mapping: memoryview,
+                     select: Callable[[str], bool]) -> dict[str, Any] | None:
+        """Entries as views of ``mapping``; None when the file needs the parsing path."""
+        crc = self.crc_check
+        self.crc_check = False  # the scan reads headers only; the CRC is taken over the map
+        try:
+            index = self.index
+        finally:
+            self.crc_check = crc
+        chosen = [e for e in index if select(e.name)]
+        if any(e.kind == "map" for e in chosen):
+            return None
+        out: dict[str, Any] = {}
+        for e in chosen:
+            if e.kind == "str":
+                raw = b"".join(bytes(mapping[sp.offset:sp.offset + sp.length]) for sp in e.spans)
+                out[e.name] = _decode_str(raw, self.name, e.name)
+                continue
+            dtype = cast(T.Type, e.dtype)
+            if len(e.spans) == 1:
+                sp = e.spans[0]
+                arr = np.frombuffer(mapping, dtype=dtype.np_dtype, count=e.numel,
+                                    offset=sp.offset).reshape(e.shape) if e.numel else \
+                    np.empty(e.shape, dtype=dtype.np_dtype)
+            else:  # a tensor cut into several records: join them (one copy)
+                arr = np.empty(e.shape, dtype=dtype.np_dtype)
+                self._fill(e, arr.reshape(-1).view(np.uint8), 0)
+            out[e.name] = Entry(dtype, arr)
+        if crc:
+            self._verify_mapped_crc(mapping, index, out)
+        return out
+
+    def _verify_mapped_crc(self, mapping: memoryview, index: Index, out: dict[str, Any]) -> None:
+        if self.format == "safetensors":
+            self._verify_st_crc(index)
+            return
+        if index.crc is None:
+            raise ChecksumError(
+                f"For 'load_checkpoint', the ckpt file {self.name} does not contain a crc code, "
+                "so crc_check=True cannot verify it (it may be truncated, or it was saved "
+                "without crc_check). Load it with crc_check=False if you trust it."
+            )
+        actual = crc32(mapping[:index.size - _ckpt.TRAILER_LEN])
+        if actual != index.crc:
+            raise ChecksumError(
+                "For 'load_checkpoint', the crc check is failed, please check whether the ckpt "
+                f"file is damaged: {self.name} stores crc {index.crc} but its content has crc "
+                f"{actual}. Restore the file from a copy."
+            )
+
     def _verify_st_crc(self, index: Index) -> None:
         """MindSpore's safetensors crc_num, streamed: each payload read once, in pieces."""
         stored = index.metadata.get("crc_num")
@@ -386,6 +456,20 @@ class CheckpointReader:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def _decode_str(raw: bytes, path: str, name: str) -> str:
+    if len(raw) % 4:
+        raise FormatError(f"{path}: the string '{name}' is not a whole number of UTF-32 units")
+    n = len(raw) // 4
+    if not n:
+        return ""
+    try:
+        return raw.decode("utf-32-le")
+    except UnicodeDecodeError as exc:
+        raise FormatError(f"Failed to read the checkpoint file {path}: the string entry "
+                          f"'{name}' is not valid UTF-32 ({exc.reason}); the file is damaged: "
+                          "restore it from a copy.") from None
 
 
 def _check_box(name: str, e: IndexEntry, box: Any) -> tuple[tuple[int, int], ...]:

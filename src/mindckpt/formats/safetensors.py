@@ -248,14 +248,11 @@ def read_safetensors(
     *,
     crc_check: bool = False,
 ) -> tuple[dict[str, Entry], dict[str, str]]:
-    """Read a safetensors file: ``source`` is a storage ByteSource or a bytes-like object.
+    """Read a safetensors file from ``source`` (``size``, ``pread(n, offset)``,
+    ``readinto(view, offset)``).
 
     Returns ``({name: Entry}, metadata)``, names sorted as MindSpore returns them.
     """
-    if not hasattr(source, "readinto_at"):
-        from ..storage.memory import BytesSource
-
-        source = BytesSource(source, path)
     index = scan_safetensors(source, path)
     out: dict[str, Entry] = {}
     for e in index:

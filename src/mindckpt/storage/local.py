@@ -195,7 +195,8 @@ class FileSource(ByteSource):
             return None
         if self._map is None:
             try:
-                self._map = mmap.mmap(self.fd, self.size, access=mmap.ACCESS_READ)
+                # copy-on-write: arrays on it are writable, and writes never reach the file
+                self._map = mmap.mmap(self.fd, self.size, access=mmap.ACCESS_COPY)
             except (OSError, ValueError):
                 return None
         return memoryview(self._map)
