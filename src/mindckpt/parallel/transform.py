@@ -102,7 +102,7 @@ class _DstInfo:
 class Resharder:
     """Plans and produces destination slices from a set of source rank files."""
 
-    def __init__(self, files: Mapping[int, str], src_strategy: Any, dst_strategy: Any, *,
+    def __init__(self, files: Mapping[int, Any], src_strategy: Any, dst_strategy: Any, *,
                  tool: str = "transform_checkpoints"):
         self.tool = tool
         self.src_label = src_strategy if isinstance(src_strategy, str) else "src_strategy"
@@ -112,7 +112,9 @@ class Resharder:
                             _stage_num(self.dst_map, str(dst_strategy)))
         self.src_stage_num = _stage_num(self.src_map, str(src_strategy))
         self.src_device_num = _stage_device_num(self.src_map)
-        self.files = {int(r): SourceFile(p, int(r)) for r, p in sorted(files.items())}
+        self.files: dict[int, Any] = {
+            int(r): SourceFile(p, int(r)) if isinstance(p, str) else p
+            for r, p in sorted(files.items())}
         if self.src_map is None:
             # an unsliced source: only rank 0's file (MindSpore's rule)
             if 0 not in self.files:
