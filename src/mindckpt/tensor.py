@@ -43,7 +43,8 @@ __all__ = [
 
 @dataclass(frozen=True, eq=False)
 class Type:
-    """A MindSpore dtype (``mindspore.float32`` ...). ``str()`` and ``repr()`` give its name."""
+    """A MindSpore dtype (``mindspore.float32`` ...): ``str()`` gives its name (``Float32``),
+    ``repr()`` MindSpore's ``mindspore.float32``."""
 
     name: str  # MindSpore name: "Float32"
     np_dtype: np.dtype  # storage dtype, little-endian
@@ -67,10 +68,11 @@ class Type:
     def is_complex(self) -> bool:
         return False
 
-    def __repr__(self) -> str:
+    def __str__(self) -> str:
         return self.name
 
-    __str__ = __repr__
+    def __repr__(self) -> str:
+        return "mindspore." + self.name.lower()  # MindSpore's repr: mindspore.float32
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Type):

@@ -274,6 +274,9 @@ f = err(lambda: mstype.pytype_to_dtype("x"))
 g = [mstype.dtype_to_pytype(x).__name__ for x in (mstype.int32, mstype.float16, mstype.bool_, mstype.uint8)]
 h = [mstype.dtype_to_nptype(x).__name__ for x in (mstype.float32, mstype.int64, mstype.bool_)]
 i = err(lambda: ms.Tensor(np.ones(2), mstype.float_))
-out = [a, b, c, d, e, f, g, h, i is not None and i[0]]
+j = [repr(getattr(mstype, n)) for n in ("float32", "qint4x2", "bool_", "uint8", "bfloat16",
+                                          "float_", "int_", "uint", "number")]
+k = [repr(mstype.int_type), str(list(mstype.uint_type))]
+out = [a, b, c, d, e, f, g, h, i is not None and i[0], j, k]
 """,
 }

@@ -65,10 +65,11 @@ class _Family:
     def __init__(self, name: str):
         self.name = name
 
-    def __repr__(self) -> str:
+    def __str__(self) -> str:
         return self.name
 
-    __str__ = __repr__
+    def __repr__(self) -> str:
+        return "mindspore." + self.name.lower()
 
 
 float_ = _Family("Float")
