@@ -348,11 +348,12 @@ def read_file(
     dec_mode: str = "AES-GCM",
     crc_check: bool = False,
     store: Store = LOCAL,
+    mmap: bool | None = None,
 ) -> dict[str, Entry | str | list]:
     """Read the selected entries of a checkpoint file (no argument checks)."""
     with open_file(store, path, format=fmt, dec_key=dec_key, dec_mode=dec_mode,
                    crc_check=crc_check) as reader:
-        return reader.read(select)
+        return reader.read(select, mmap=mmap)
 
 
 def _as_parameters(entries: dict[str, Any]) -> dict[str, Any]:
@@ -377,12 +378,20 @@ def load_checkpoint(
     crc_check: bool = False,
     remove_redundancy: bool = False,
     format: str = "ckpt",  # noqa: A002 - MindSpore's keyword
+    *,
+    mmap: bool | None = None,
+    storage_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Load a checkpoint into ``{name: Parameter | str}``; optionally into ``net`` too.
 
     Reads with bounded memory: payloads go straight from the file (or the decrypting stream)
     into the returned arrays.  Truncated, inconsistent or tampered files raise ``FormatError``,
     ``ChecksumError`` or ``DecryptionError`` (all ``ValueError``) naming the file and parameter.
+
+    mindckpt's keywords: ``mmap`` maps the file copy-on-write instead of reading it (no
+    payload copied; default: on for safetensors, and for ``.ckpt`` when ``net`` is given, so
+    that loading into a network copies each tensor once, straight from the page cache);
+    ``storage_options`` for fsspec URLs.
     """
     specify = _check_prefix(specify_prefix)
     filt = _check_prefix(filter_prefix)
@@ -403,7 +412,10 @@ def load_checkpoint(
     if filt is not None:
         logger.warning("For load_checkpoint, this parameter `filter_prefix` will be deprecated, "
                        "please use `choice_func` instead.")
-    target = _check_load_file(ckpt_file_name, format)
+    check_isinstance("mmap", mmap, (type(None), bool))
+    if mmap is None and net is not None:
+        mmap = True
+    target = _check_load_file(ckpt_file_name, format, storage_options)
     entries: dict[str, Any]
     if isinstance(target, io.BytesIO):
         label = str(type(target))
@@ -416,7 +428,14 @@ def load_checkpoint(
             specify = filt = None  # MindSpore ignores the prefixes for safetensors
         select = _selector(store.describe(key), specify, filt, choice_func)
         entries = read_file(key, format, select, dec_key=dec_key, dec_mode=dec_mode,
-                            crc_check=crc_check, store=store)
+                            crc_check=crc_check, store=store, mmap=mmap)
+    if not entries and specify is None and filt is None and choice_func is None:
+        raise ValueError(  # MindSpore's message, then what is really the case
+            "The loaded parameter dict is empty after filter or specify, please check whether "
+            "'filter_prefix' or 'specify_prefix' are set correctly. No filter was given: the "
+            f"checkpoint file {ckpt_file_name} holds no entries at all (it was saved from an "
+            "empty network or dict)."
+        )
     if not entries:
         raise ValueError(
             "The loaded parameter dict is empty after filter or specify, please check whether "
