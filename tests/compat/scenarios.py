@@ -197,6 +197,15 @@ net.update_parameters_name("pre.")
 g = names(net)
 out = [a, b, c, d, e, f, g]
 """,
+    "layer_errors": """
+out = [err(f) for f in (
+    lambda: nn.Embedding(10, 4, padding_idx=10), lambda: nn.Embedding(10, 4, padding_idx=-1),
+    lambda: nn.LayerNorm(5), lambda: nn.Conv2d(3, 4, 3, group=2),
+    lambda: nn.Conv1d(3, 4, 3, group=2), lambda: nn.Conv1d(3, 4, (3, 3)),
+    lambda: nn.Conv2d(3, 4, "a"), lambda: nn.BatchNorm2d(0), lambda: nn.BatchNorm2d(2.5),
+    lambda: nn.BatchNorm1d(2, momentum=1.5), lambda: nn.Dense(0, 3), lambda: nn.Dense(-1, 3),
+    lambda: nn.Dense(2.0, 3), lambda: nn.Dense(2, 0))]
+""",
     "tensor_conversions": """
 t = ms.Tensor(np.arange(6, dtype=np.int32).reshape(2, 3))
 a = [tinfo(x) for x in (t.float(), t.half(), t.double(), t.long(), t.bool(), t.bfloat16(),

@@ -36,18 +36,28 @@ def _fan_bound(fan_in: int) -> float:
     return 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
 
 
-def _pair(x: int | tuple[int, int], name: str) -> tuple[int, int]:
+def _pair(x: int | tuple[int, int]) -> tuple[int, int]:
     if isinstance(x, int):
         return x, x
     if isinstance(x, (tuple, list)) and len(x) == 2 and all(isinstance(v, int) for v in x):
         return int(x[0]), int(x[1])
-    raise TypeError(f"The type of '{name}' should be int or tuple of two ints, but got {x!r}.")
+    raise TypeError("When expanding an int number to tuple, input type must be integer or "
+                    f"tuple[int], but got {type(x)}")
 
 
-def _check_group(in_channels: int, out_channels: int, group: int, cls: str) -> None:
+def _check_group(in_channels: int, out_channels: int, group: int) -> None:
     if group <= 0 or in_channels % group or out_channels % group:
-        raise ValueError(f"For '{cls}', the attr 'in_channels' ({in_channels}) and "
-                         f"'out_channels' ({out_channels}) must be divisible by 'group' ({group}).")
+        raise ValueError("The argument 'group' should be divisible by 'in_channels' and "
+                         f"'out_channels', but got group:{group}, in_channels:{in_channels}, "
+                         f"out_channels:{out_channels}.")
+
+
+def _check_channels(value: Any, name: str, cls: str) -> None:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"For '{cls}', the '{name}' must be int, but got '{type(value).__name__}'")
+    if value <= 0:
+        raise ValueError(f"For '{cls}', the '{name}' must be int and must > 0, but got "
+                         f"'{value}' with type 'int'.")
 
 
 class Dense(Cell):
@@ -57,6 +67,8 @@ class Dense(Cell):
                  bias_init: Any = None, has_bias: bool = True, activation: Any = None,
                  dtype: Any = float32):
         super().__init__()
+        _check_channels(in_channels, "in_channels", "Dense")
+        _check_channels(out_channels, "out_channels", "Dense")
         self.in_channels, self.out_channels = in_channels, out_channels
         bound = _fan_bound(in_channels)
         self.weight = Parameter(_init(weight_init, (out_channels, in_channels), dtype, bound),
@@ -73,7 +85,7 @@ class Dense(Cell):
 class _Conv(Cell):
     def _make(self, in_channels: int, out_channels: int, kernel: tuple[int, int], group: int,
               has_bias: bool, weight_init: Any, bias_init: Any, dtype: Any) -> None:
-        _check_group(in_channels, out_channels, group, type(self).__name__)
+        _check_group(in_channels, out_channels, group)
         shape = (out_channels, in_channels // group, *kernel)
         bound = _fan_bound((in_channels // group) * kernel[0] * kernel[1])
         self.weight = Parameter(_init(weight_init, shape, dtype, bound), name="weight")
@@ -92,8 +104,8 @@ class Conv1d(_Conv):
                  dtype: Any = float32):
         super().__init__()
         if not isinstance(kernel_size, int):
-            raise TypeError(f"For 'Conv1d', the type of 'kernel_size' should be int, but got "
-                            f"{type(kernel_size)}.")
+            raise TypeError("For 'Conv1d', the type of 'kernel_size' should be 'int', but got "
+                            f"type '{type(kernel_size).__name__}'.")
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size, self.stride, self.pad_mode = kernel_size, stride, pad_mode
         self.padding, self.dilation, self.group = padding, dilation, group
@@ -109,7 +121,7 @@ class Conv2d(_Conv):
                  group: int = 1, has_bias: bool = False, weight_init: Any = None,
                  bias_init: Any = None, data_format: str = "NCHW", dtype: Any = float32):
         super().__init__()
-        kernel = _pair(kernel_size, "kernel_size")
+        kernel = _pair(kernel_size)
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size, self.stride, self.pad_mode = kernel, stride, pad_mode
         self.padding, self.dilation, self.group = padding, dilation, group
@@ -125,11 +137,15 @@ class _BatchNorm(Cell):
                  use_batch_statistics: Any = None, data_format: str = "NCHW",
                  dtype: Any = float32):
         super().__init__()
-        if not isinstance(num_features, int) or isinstance(num_features, bool) or num_features < 1:
-            raise ValueError(f"For '{type(self).__name__}', 'num_features' must be a positive "
-                             f"int, but got {num_features!r}.")
+        cls = type(self).__name__
+        if not isinstance(num_features, int) or isinstance(num_features, bool):
+            raise TypeError(f"For '{cls}', the type of 'num_features' should be 'int', but got "
+                            f"type '{type(num_features).__name__}'.")
+        if num_features < 1:
+            raise ValueError(f"For '{cls}', the 'num_features' must be at least 1, but got "
+                             f"{num_features}.")
         if not 0.0 <= momentum <= 1.0:
-            raise ValueError(f"For '{type(self).__name__}', the 'momentum' must be a number in "
+            raise ValueError(f"For '{cls}', the 'momentum' must be a number in "
                              f"range [0, 1], but got {momentum}.")
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.use_batch_statistics = affine, use_batch_statistics
@@ -183,9 +199,10 @@ class Embedding(Cell):
         self.use_one_hot, self.padding_idx = use_one_hot, padding_idx
         table = initializer(embedding_table, (vocab_size, embedding_size), dtype)
         if padding_idx is not None:
-            if not -vocab_size <= padding_idx < vocab_size:
-                raise ValueError(f"For 'Embedding', the 'padding_idx' must be in range "
-                                 f"[{-vocab_size}, {vocab_size}), but got {padding_idx}.")
+            if not 0 <= padding_idx < vocab_size:
+                raise ValueError(f"For 'Embedding', the 'padding_idx' must be in range of "
+                                 f"[0, {vocab_size}), but got {padding_idx} with type "
+                                 f"'{type(padding_idx).__name__}'.")
             arr = np.array(table.asnumpy())
             arr[padding_idx] = 0
             table = Tensor(arr, dtype=_as_type(table.dtype))
