@@ -157,3 +157,131 @@ def test_initializer_forms(init):
     assert t.shape == (3, 2) and t.dtype == ms.float16
     with pytest.raises(ValueError, match="not supported"):
         initializer("bogus", (2,))
+
+
+# --------------------------------------------------------------------------- conversions
+# (MindSpore's results for these are in tests/compat/golden; these cover the failure paths)
+
+
+def test_set_dtype_casts_in_place_and_rejects_non_dtypes():
+    t = ms.Tensor(np.array([1.5, 2.5], np.float32))
+    assert t.set_dtype(ms.int32) is ms.int32
+    assert t.dtype == ms.int32 and t.asnumpy().tolist() == [1, 2]
+    with pytest.raises(RuntimeError, match="mindspore::Type"):
+        t.set_dtype("float16")
+
+
+def test_copy_and_from_numpy_sharing_rules():
+    a = np.arange(3, dtype=np.float32)
+    shared, copied = ms.Tensor.from_numpy(a), ms.Tensor(a).copy()
+    a[0] = 9
+    assert shared.asnumpy()[0] == 9 and copied.asnumpy()[0] == 0
+    empty = ms.Tensor(np.zeros((0, 2), np.float32))
+    assert empty.copy() is empty  # MindSpore: a zero-size copy is the tensor itself
+    with pytest.raises(TypeError, match="Expected a NumPy array"):
+        ms.Tensor.from_numpy([1.0])
+
+
+def test_tensor_function_copies_its_input():
+    from mindckpt.common.tensor import tensor
+
+    a = np.ones(2, np.float32)
+    t = tensor(a)
+    a[0] = 3
+    assert t.asnumpy().tolist() == [1.0, 1.0]
+    assert tensor([1.0]).dtype == ms.float32 and tensor(np.ones(2)).dtype == ms.float64
+    with pytest.raises(NotImplementedError, match="device"):
+        tensor([1], device="Ascend")
+
+
+def test_astype_rejects_unknown_dtypes_with_the_accepted_names():
+    t = ms.Tensor(np.ones(2, np.float32))
+    with pytest.raises(TypeError, match="'half'"):
+        t.astype("halfish")
+    with pytest.raises(TypeError, match="mindspore dtype"):
+        t.astype(np.complex64)
+
+
+def test_parameter_clone_with_initializer_and_copy_keep_flags():
+    p = ms.Parameter(np.ones((2, 3), np.float16), name="w", requires_grad=False,
+                     parallel_optimizer=False)
+    z = p.clone(init="zeros")
+    assert (z.name, z.dtype, z.shape, z.requires_grad, z.parallel_optimizer) == (
+        "w", ms.float16, (2, 3), False, False)
+    assert not z.asnumpy().any() and p.asnumpy().all()
+    c = p.copy()
+    assert isinstance(c, ms.Parameter) and c.asnumpy() is not p.asnumpy()
+
+
+def test_dtype_helpers():
+    from mindckpt.common import dtype as mstype
+
+    assert mstype.dtype_to_nptype(ms.bfloat16) is ml_dtypes.bfloat16
+    with pytest.raises(KeyError):
+        mstype.dtype_to_nptype(mstype.qint4x2)  # as MindSpore: numpy has no int4
+    assert mstype.pytype_to_dtype(np.uint16) is ms.uint16
+    assert repr(ms.float32) == "mindspore.float32" and str(ms.float32) == "Float32"
+    assert ms.float32.is_floating_point and not ms.uint8.is_signed and not ms.int8.is_complex
+
+
+# --------------------------------------------------------------------------- state_dict
+
+
+def test_load_state_dict_writes_in_place_even_into_read_only_arrays():
+    net = nn.Dense(2, 2)
+    ro = np.zeros((2, 2), np.float32)
+    ro.flags.writeable = False  # e.g. a memory-mapped load
+    net.weight.set_data(ms.Tensor(ro))
+    weight = net.weight
+    net.load_state_dict({"weight": ms.Tensor(np.full((2, 2), 7, np.int64)),
+                         "bias": ms.Tensor(np.ones(2, np.float32))})
+    assert net.weight is weight and weight.dtype == ms.float32
+    assert weight.asnumpy().tolist() == [[7, 7], [7, 7]] and not ro.any()
+
+
+def test_load_state_dict_lists_every_problem_at_once():
+    torch = pytest.importorskip("torch")
+    net = nn.SequentialCell([nn.Dense(2, 2), nn.BatchNorm1d(2)])
+    sd = {"0.weight": torch.ones(2, 2), "0.bias": ms.Tensor(np.ones(3, np.float32)),
+          "9.x": ms.Tensor(np.ones(1, np.float32))}
+    with pytest.raises(RuntimeError) as info:
+        net.load_state_dict(sd)
+    text = str(info.value)
+    assert text.startswith("Error(s) in loading state_dict for SequentialCell:")
+    for part in ('Missing key(s) in state_dict: "1.moving_mean"', 'Unexpected key(s) in '
+                 'state_dict: "9.x"', "size mismatch for 0.bias", 'parameter named "0.weight"'):
+        assert part in text
+    with pytest.raises(TypeError, match="dict-like"):
+        net.load_state_dict([("0.weight", 1)])
+
+
+def test_state_dict_keeps_shared_paths_and_skips_non_persistent_buffers():
+    class Net(nn.Cell):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Dense(2, 2)
+            self.tied = self.fc.weight
+            self.register_buffer("steps", ms.Tensor(np.zeros(1, np.int64)))
+            self.register_buffer("scratch", ms.Tensor(np.zeros(1)), persistent=False)
+
+    net = Net()
+    sd = net.state_dict()
+    assert list(sd) == ["tied", "steps", "fc.weight", "fc.bias"]
+    assert sd["tied"] is sd["fc.weight"] is net.fc.weight
+    assert [n for n, _ in net.named_buffers()] == ["steps", "scratch"]
+    assert net.state_dict(prefix="p.").keys() == {"p." + k for k in sd}
+    with pytest.raises(KeyError, match="already exists"):
+        net.register_buffer("fc", ms.Tensor(np.zeros(1)))
+    with pytest.raises(TypeError, match="mindspore Tensor or None"):
+        net.register_buffer("b", np.zeros(1))
+    net.steps = ms.Tensor(np.ones(1, np.int64))
+    assert net.state_dict()["steps"].asnumpy().tolist() == [1]
+
+
+def test_cell_list_slices_and_iadd():
+    cl = nn.CellList([nn.Dense(1, 1)])
+    cl += [nn.Dense(1, 2)]
+    assert [p.name for p in cl.get_parameters()] == ["0.weight", "0.bias", "1.weight", "1.bias"]
+    assert isinstance(cl[1:], nn.CellList) and len(cl[1:]) == 1
+    with pytest.raises(NotImplementedError):
+        cl()
