@@ -164,8 +164,9 @@ def choose_sources(src: TensorLayout, dst_box: Box, holders: set[int], dst_rank:
         cands = [m for m in members if m in holders]
         if not cands:
             raise TransformError(
-                f"Parameter '{name}': the source slice {[list(b) for b in box]} is held by "
-                f"rank(s) {list(members)}, but none of their checkpoint files has it. Provide "
+                f"Parameter '{name}' (destination rank {dst_rank}): the source slice "
+                f"{[list(b) for b in box]} is held by rank(s) {list(members)}, but none of "
+                "their checkpoint files has it. Provide "
                 "the file of one of those ranks (a de-duplicated checkpoint needs every rank's "
                 "file).")
         local = dst_rank % src.device_num

@@ -251,20 +251,6 @@ class Resharder:
         plan = [(n, d, s, tracked(i, pr)) for i, (n, d, s, pr) in enumerate(plan)]
         write_streaming(path, fmt, plan)
 
-    # ------------------------------------------------------------------ rank lists
-
-    def needed_ranks(self, rank: int) -> list[int]:
-        chosen: set[int] = set()
-        for n in self.names_for(rank):
-            p = self.plan(n)
-            if p is None:
-                continue
-            box = p.dst_box(rank)
-            if box is not None:
-                holders = {r for r, f in self.files.items() if n in f}
-                choose_sources(p.src, box, holders, rank, chosen, n)
-        return sorted(chosen, reverse=True)
-
 
 def _producer(rs: Resharder, name: str, rank: int) -> Callable[[], Any]:
     return lambda: rs.produce(name, rank)
@@ -288,23 +274,23 @@ def rank_list_for_transform(rank_id: int, src_strategy_file: str | None = None,
     dst_map = load_layout_map(dst_strategy_file)
     if not src_map:
         raise ValueError("The src_strategy_file is empty.")
+    return _needed(rank_id, src_map, dst_map, str(dst_strategy_file))
+
+
+def _needed(rank_id: int, src_map: Mapping[str, ParamStrategy],
+            dst_map: Mapping[str, ParamStrategy] | None, label: str) -> list[int]:
     dst_dev = _stage_device_num(dst_map)
-    dst_stages = _stage_num(dst_map, str(dst_strategy_file))
+    dst_stages = _stage_num(dst_map, label)
     if not 0 <= rank_id < dst_dev * dst_stages:
-        raise ValueError(f"Rank {rank_id} is not in the destination strategy "
-                         f"{dst_strategy_file}: it has {dst_stages} stage(s) of {dst_dev} "
-                         "devices.")
+        raise ValueError(f"Rank {rank_id} is not in the destination strategy {label}: it has "
+                         f"{dst_stages} stage(s) of {dst_dev} devices.")
     stage = rank_id // dst_dev
     chosen: set[int] = set()
-    assert src_map is not None
     for name, sps in src_map.items():
         dps = dst_map.get(name) if dst_map is not None else None
         if dst_map is not None and dps is not None and stage not in dps.stages:
             continue
-        try:
-            s_lay, d_lay = probe_layouts(sps, dps)
-        except TransformError:
-            raise
+        s_lay, d_lay = probe_layouts(sps, dps)
         box = d_lay.box(rank_id) if d_lay is not None else \
             tuple((0, d) for d in s_lay.full_shape)
         if box is None:
@@ -498,8 +484,10 @@ def _check_needed(rs: Resharder, files: Mapping[int, str]) -> None:
     missing = [r for r in range(src_world) if r not in files]
     if not missing:
         return
+    if rs.src_map is None:
+        raise ValueError("The checkpoint file of rank0 is needed, but it is missing.")
     for r in range(rs.dst_world()):
-        need = set(rs.needed_ranks(r))
+        need = set(_needed(r, rs.src_map, rs.dst_map, "dst_strategy_file"))
         lost = sorted(need & set(missing))
         if lost:
             raise ValueError(f"The checkpoint file of rank{lost[0]} is needed for converting "
