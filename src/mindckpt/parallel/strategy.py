@@ -476,7 +476,7 @@ def build_searched_strategy(strategy_filename: str) -> dict[str, ParallelLayouts
     return dict(read_strategy(strategy_filename).layouts)
 
 
-def load_layout_map(strategy: str | Mapping[str, ParallelLayouts] | None,
+def load_layout_map(strategy: str | Mapping[str, Any] | None,
                     *, label: str = "strategy") -> dict[str, ParamStrategy] | None:
     """Per parameter, its strategy with pipeline stages merged; ``None`` for ``None``.
 
@@ -489,6 +489,8 @@ def load_layout_map(strategy: str | Mapping[str, ParallelLayouts] | None,
         path = strategy
         msgs = read_strategy(strategy).layouts
     else:
+        if all(isinstance(v, ParamStrategy) for v in strategy.values()):
+            return dict(strategy)  # type: ignore[arg-type]
         path, msgs = label, dict(strategy)
     out: dict[str, ParamStrategy] = {}
     for key_name, lay in msgs.items():
