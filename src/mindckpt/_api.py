@@ -484,11 +484,67 @@ def load_checkpoint_async(
 # --------------------------------------------------------------------------- load into net
 
 
+_WRAPPERS = ("DistributedDataParallel", "DataParallel")
+
+#: ``name_map="mindspore_to_torch"``: MindSpore's BatchNorm names to torch's.
+MINDSPORE_TO_TORCH = {"gamma": "weight", "beta": "bias", "moving_mean": "running_mean",
+                      "moving_variance": "running_var"}
+
+
 def _net_targets(net: Any) -> list[tuple[str, Any]]:
-    """(name, target) for every parameter of ``net``, in MindSpore's order."""
+    """(name, target) for every parameter of ``net``, in MindSpore's order.
+
+    torch's DDP/DataParallel wrappers are looked through (their ``module.`` prefix is not part
+    of the model's names).  Tensors on the ``meta`` device are refused: they hold no memory, so
+    nothing could be loaded into them.
+    """
     if isinstance(net, Cell):
         return [(p.name, p) for p in net.get_parameters()]
-    return list(net.state_dict(keep_vars=True).items())
+    while type(net).__name__ in _WRAPPERS and is_torch_module(getattr(net, "module", None)):
+        net = net.module
+    targets = list(net.state_dict(keep_vars=True).items())
+    meta = [name for name, t in targets if getattr(t, "device", None) is not None
+            and t.device.type == "meta"]
+    if meta:
+        raise RuntimeError(
+            f"For 'load_param_into_net', {len(meta)} tensors of the network are on the 'meta' "
+            f"device (e.g. {', '.join(meta[:3])}), which holds no data, so they cannot be "
+            "loaded. Materialize the module first (module.to_empty(device='cpu')), then load."
+        )
+    return targets
+
+
+def _rename(parameter_dict: dict[str, Any], name_map: Any,
+            net_names: set[str]) -> dict[str, Any]:
+    """Apply ``name_map`` (dict, callable, or ``"mindspore_to_torch"``) to the checkpoint names."""
+    if name_map is None:
+        return parameter_dict
+    if name_map == "mindspore_to_torch":
+        def mapper(key: str) -> str:
+            head, _, leaf = key.rpartition(".")
+            new = MINDSPORE_TO_TORCH.get(leaf)
+            if new is not None and key not in net_names:
+                return f"{head}.{new}" if head else new
+            return key
+    elif isinstance(name_map, dict):
+        def mapper(key: str) -> str:
+            return cast(str, name_map.get(key, key))
+    elif callable(name_map):
+        mapper = name_map
+    else:
+        raise TypeError("For 'load_param_into_net', 'name_map' must be a dict, a callable or "
+                        f"'mindspore_to_torch', but got {type(name_map)}.")
+    out: dict[str, Any] = {}
+    for key, value in parameter_dict.items():
+        new = mapper(key)
+        if not isinstance(new, str):
+            raise TypeError(f"For 'load_param_into_net', name_map gave {new!r} for '{key}'; "
+                            "it must give a str.")
+        if new in out:
+            raise ValueError(f"For 'load_param_into_net', name_map maps two checkpoint names to "
+                             f"'{new}'.")
+        out[new] = value
+    return out
 
 
 def _type_of(target: Any) -> T.Type:
@@ -560,12 +616,28 @@ def load_param_into_net(
     parameter_dict: dict[str, Any],
     strict_load: bool = False,
     remove_redundancy: bool = False,
+    *,
+    name_map: Any = None,
 ) -> tuple[list[str], list[str]]:
     """Copy ``parameter_dict`` into ``net`` (Cell or torch module); return the names not loaded.
 
     Returns ``(param_not_load, ckpt_not_load)`` as MindSpore does.  Unlike MindSpore, every
     shape and dtype is checked before anything changes, so a failing call leaves ``net`` as it
     was.
+
+    ``strict_load`` is MindSpore's: with it a dtype difference is an error (without it a value
+    is converted within its family, float to float, int to int); missing or extra names are
+    never errors, they come back in the two lists.  That is unlike torch's
+    ``load_state_dict(strict=True)``, which raises for missing or unexpected keys: check the
+    returned lists for that.  When names differ only by a leading prefix (a checkpoint saved
+    from a wrapped model), the prefix is removed as MindSpore does, and the names loaded that
+    way are not reported in ``ckpt_not_load``.
+
+    ``name_map`` (mindckpt's) renames checkpoint names before matching: a dict
+    ``{checkpoint_name: net_name}``, a callable, or ``"mindspore_to_torch"`` (BatchNorm's
+    ``gamma/beta/moving_mean/moving_variance`` to ``weight/bias/running_mean/running_var``).
+    torch's DDP/DataParallel wrappers are looked through; a module on the ``meta`` device is
+    refused (nothing can be loaded into it).
     """
     if not isinstance(net, Cell) and not is_torch_module(net):
         raise TypeError(
@@ -593,6 +665,7 @@ def load_param_into_net(
             "scenarios, but got stand_alone."
         )
     targets = _net_targets(net)
+    parameter_dict = _rename(parameter_dict, name_map, {n for n, _t in targets})
     plan: list[tuple[Any, np.ndarray, T.Type]] = []
     param_not_load: list[str] = []
     ckpt_not_load = list(parameter_dict)
@@ -631,6 +704,7 @@ def load_param_into_net(
                 plan.append((target, _plan_update(name, target, value, strict_load),
                              _type_of(target)))
                 param_not_load.remove(name)
+                consumed.add(prefix + name)
     for target, arr, net_type in plan:
         _apply(target, arr, net_type)
     ckpt_not_load = [k for k in ckpt_not_load if k not in consumed]
