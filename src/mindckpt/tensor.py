@@ -415,10 +415,21 @@ class Parameter(Tensor):
         return self
 
     def set_data(self, data: Any, slice_shape: bool = False) -> Parameter:
-        """Replace the data (any Tensor, ndarray or torch tensor); keep name and requires_grad."""
-        new = Tensor(data)
-        object.__setattr__(self, "_array", new._array)
-        object.__setattr__(self, "_dtype", new._dtype)
+        """Replace the data with ``data`` (a Tensor, int or float) cast to this Parameter's
+        dtype, as MindSpore does; the shape follows ``data``. Name and flags are kept."""
+        if not isinstance(data, (Tensor, builtins.int, builtins.float)):
+            raise TypeError("Parameter data must be [`Tensor`, `int`, `float`] or a kind of "
+                            f"`Tensor` (like `Tensor`). But with type {type(data)}.")
+        if not isinstance(data, Tensor):
+            if self._dtype in (int8, int16, int32, int64) and isinstance(data, builtins.float):
+                raise TypeError("Incoming Parameter dtype can not be converted to current dtype "
+                                f"implicitly. Current dtype is {self._dtype}, and incoming is "
+                                "Float. Use .set_dtype(xxx) to change the dtype.")
+            data = Tensor(data, self._dtype)
+        arr = data._array
+        if data._dtype != self._dtype:
+            arr = arr.astype(self._dtype.np_dtype)
+        object.__setattr__(self, "_array", arr)
         return self
 
     def init_data(self, *args: Any, **kwargs: Any) -> Parameter:

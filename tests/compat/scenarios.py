@@ -254,6 +254,27 @@ f = [p.asnumpy()[0, 0].item(), str(ms.Parameter(np.ones(2, np.float32), name="a"
 g = err(lambda: ms.Parameter(True, name="c"))
 out = [a, b, c, d, e, f, g]
 """,
+    "parameter_set_data": """
+p = ms.Parameter(ms.Tensor(np.ones((2, 2), np.float32)), name="w")
+p.set_data(ms.Tensor(np.full((2, 2), 3, np.float64)))
+a = [str(p.dtype), p.asnumpy().tolist(), str(p.asnumpy().dtype)]
+p.set_data(ms.Tensor(np.arange(3, dtype=np.int32)))
+b = [str(p.dtype), list(p.shape), p.asnumpy().tolist()]
+p.set_data(2.5)
+c = [str(p.dtype), list(p.shape), p.asnumpy().tolist()]
+q = ms.Parameter(ms.Tensor(np.ones(2, np.int32)), name="q")
+d = [err(lambda: q.set_data(1.5)), err(lambda: q.set_data(np.ones(2)))]
+q.set_data(ms.Tensor(np.array([1.7, -2.7], np.float32)))
+e = [str(q.dtype), q.asnumpy().tolist(), q.set_data(7) is q, q.asnumpy().tolist()]
+class Net(nn.Cell):
+    def __init__(self):
+        super().__init__()
+        self.w = ms.Parameter(ms.Tensor(np.ones(2, np.float16)), name="w")
+net = Net()
+net.w = ms.Tensor(np.array([1.5, 2.5]))
+f = [str(net.w.dtype), net.w.asnumpy().tolist()]
+out = [a, b, c, d, e, f]
+""",
     "parameter_tuple": """
 P = ms.Parameter
 pt = ms.ParameterTuple([P(ms.Tensor(np.ones(1, np.float32)), name="a"),
