@@ -317,3 +317,28 @@ def test_load_reads_without_extra_copies(tmp_cwd):
     ms.save_checkpoint({"w": P(np.ones((64, 64), np.float32))}, "c.ckpt")
     a = ms.load_checkpoint("c.ckpt")["w"].asnumpy()
     assert a.base is None or a.base.nbytes == a.nbytes
+
+
+# --------------------------------------------------------------------------- URLs (memory://)
+def test_memory_url_round_trips_every_kind():
+    pytest.importorskip("fsspec")
+    data = {"w": np.arange(12, dtype=np.float32).reshape(3, 4), "s": "hi"}
+    base = "memory://mindckpt-tests/api"
+    ms.save_checkpoint(data, f"{base}/plain.ckpt", crc_check=True)
+    got = ms.load_checkpoint(f"{base}/plain.ckpt", crc_check=True)
+    np.testing.assert_array_equal(got["w"].asnumpy(), data["w"])
+    assert got["s"] == "hi"
+    ms.save_checkpoint(data, f"{base}/enc.ckpt", enc_key=b"k" * 16)
+    got = ms.load_checkpoint(f"{base}/enc.ckpt", dec_key=b"k" * 16)
+    np.testing.assert_array_equal(got["w"].asnumpy(), data["w"])
+    ms.save_checkpoint({"w": data["w"]}, f"{base}/t", format="safetensors")
+    got = ms.load_checkpoint(f"{base}/t.safetensors", format="safetensors")
+    np.testing.assert_array_equal(got["w"].asnumpy(), data["w"])
+    with ms.open_checkpoint(f"{base}/plain.ckpt") as f:
+        np.testing.assert_array_equal(f.get_slice("w")[1:], data["w"][1:])
+    ms.save_checkpoint({"w": data["w"]}, f"{base}/c.ckpt")
+    ms.ckpt_to_safetensors(f"{base}/c.ckpt")
+    got = ms.load_checkpoint(f"{base}/c.safetensors", format="safetensors")
+    np.testing.assert_array_equal(got["w"].asnumpy(), data["w"])
+    with pytest.raises(ms.CheckpointNotFoundError, match="memory"):
+        ms.load_checkpoint(f"{base}/missing.ckpt")

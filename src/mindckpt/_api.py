@@ -8,7 +8,6 @@ work is done by ``collect`` (what to save), ``formats`` (bytes), ``codecs`` (enc
 from __future__ import annotations
 
 import functools
-import importlib
 import io
 import logging
 import os
@@ -37,6 +36,7 @@ from .pipeline import (
     open_file,
     write_file,
 )
+from .storage import urls
 from .storage.base import Store
 from .storage.local import LOCAL
 from .storage.memory import BytesSource
@@ -85,10 +85,7 @@ def check_cipher(enc_key: bytes | None, enc_mode: str, crc_check: bool) -> None:
 
 def resolve(target: Any, storage_options: dict[str, Any] | None = None) -> tuple[Store, str]:
     """``(store, key)`` for a local path or an fsspec URL (``s3://...``, ``memory://...``)."""
-    if isinstance(target, str) and "://" in target:
-        urls = importlib.import_module("mindckpt.storage.urls")
-        return cast("tuple[Store, str]", urls.resolve(target, storage_options))
-    return LOCAL, os.path.realpath(target)
+    return urls.resolve(target, storage_options)
 
 
 def _resolve_save_path(ckpt_file_name: Any, fmt: str,

@@ -9,11 +9,13 @@ and names the entry; no progress bar is printed.
 from __future__ import annotations
 
 import os
+import posixpath
 import re
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 from ._api import load_checkpoint, save_checkpoint
+from .storage.urls import is_url
 
 __all__ = ["ckpt_to_safetensors", "safetensors_to_ckpt"]
 
@@ -22,7 +24,9 @@ def _convert_one(src: str, dst_dir: str, src_fmt: str, dst_fmt: str, name_map: d
     params = load_checkpoint(src, format=src_fmt)
     if name_map:
         params = {name_map.get(k, k): v for k, v in params.items()}
-    out = os.path.join(dst_dir, os.path.basename(src).replace(f".{src_fmt}", f".{dst_fmt}"))
+    base = posixpath.basename(src) if is_url(src) else os.path.basename(src)
+    name = base.replace(f".{src_fmt}", f".{dst_fmt}")
+    out = posixpath.join(dst_dir, name) if is_url(dst_dir) else os.path.join(dst_dir, name)
     save_checkpoint(params, out, format=dst_fmt)
     return out
 
@@ -37,6 +41,16 @@ def _convert(
     file_name_regex: Any,
     processes_num: int,
 ) -> None:
+    if is_url(file_path):  # one object; a URL "directory" of rank_* folders is not listed
+        if not file_path.endswith(f".{src_fmt}"):
+            raise ValueError(f"For {func}, the input file must be a .{src_fmt} file, but got "
+                             f"{file_path}")
+        if save_path is not None and posixpath.splitext(save_path)[1]:
+            raise ValueError(f"For {func}, the save_path must be a directory, but got "
+                             f"'{save_path}'")
+        _convert_one(file_path, save_path or file_path.rsplit("/", 1)[0], src_fmt, dst_fmt,
+                     name_map if isinstance(name_map, dict) else None)
+        return
     if not (os.path.isdir(file_path) or os.path.isfile(file_path)):
         raise ValueError(f"For {func}, the input path must be a valid path or file, but got {file_path}")
     if save_path is not None and os.path.splitext(save_path)[1]:
