@@ -1,6 +1,6 @@
 """Benchmark of mindckpt's encryption codec against the machine's cipher limits.
 
-    .venv/bin/python benchmarks/bench_crypto.py [--size-mib 1024] [--workers N] [--modes AES-GCM,...]
+    .venv/bin/python benchmarks/bench_crypto.py [--size-mib 1024] [--workers N] [--modes AES-GCM,...] [--ops save,load] [--repeat N]
 
 Prints:
 1. per-core cipher rates: ``openssl speed -evp ... -bytes 16384`` and the ``cryptography``
@@ -285,7 +285,9 @@ def main(argv=None) -> None:
     ap.add_argument("--workers", type=int, default=0, help="cipher threads (0: library default)")
     ap.add_argument("--modes", default="AES-GCM,AES-CBC,SM4-CBC")
     ap.add_argument("--chunk-mib", type=int, default=16, help="bytes per write()/readinto() call")
-    ap.add_argument("--repeat", type=int, default=1, help="repeats per case; the best is shown")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="runs per case (fresh process each); the median is shown, with the spread")
+    ap.add_argument("--ops", default="save,load", help="which operations to time")
     ap.add_argument("--dir", default=None, help="directory for the temp files")
     ap.add_argument("--skip-limits", action="store_true")
     ap.add_argument(
@@ -357,21 +359,28 @@ def main(argv=None) -> None:
         print(f"\n## EncryptSink / DecryptSource, {args.size_mib} MiB\n")
         print(
             "A save of N MiB per write() copies into pooled 64 MiB block buffers; a write() that "
-            "completes a block and goes on ciphers straight from the caller's buffer (no copy).\n"
+            "completes a block and goes on ciphers straight from the caller's buffer (no copy). "
+            "A load readinto() that covers whole blocks not yet started reads and deciphers them "
+            "straight into the caller's buffer (no copy); smaller reads copy out of pooled "
+            "block buffers.\n"
         )
         print(
-            "| mode | op | target | bytes per call | seconds | GB/s | x openssl 1-core | x MindSpore speed | cpu s | peak extra RSS MiB |"
+            "| mode | op | target | bytes per call | seconds (median) | min-max | GB/s | x openssl 1-core | x MindSpore speed | cpu s | peak extra RSS MiB |"
         )
-        print("|---|---|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
         chunk = args.chunk_mib * MIB
         for mode in wanted:
             path = os.path.join(tmp, f"{mode}.ckpt")
+            if "save" not in args.ops.split(","):  # write the file the load cases read
+                _spawn({"op": "save", "target": "file", "mode": mode, "size": size, "path": path,
+                        "workers": args.workers or None, "chunk": chunk})
             for op, target, per_call in (
                 ("save", "null", chunk),
                 ("save", "null", size),
                 ("save", "file", chunk),
                 ("save", "file", size),
                 ("load", "file", chunk),
+                ("load", "file", size),
             ):
                 spec = {
                     "op": op,
@@ -382,14 +391,17 @@ def main(argv=None) -> None:
                     "workers": args.workers or None,
                     "chunk": per_call,
                 }
-                runs = [_spawn(spec) for _ in range(args.repeat)]
-                r = min(runs, key=lambda x: x["seconds"])
+                if op not in args.ops.split(","):
+                    continue
+                runs = sorted((_spawn(spec) for _ in range(args.repeat)), key=lambda x: x["seconds"])
+                r = runs[len(runs) // 2]
+                spread = f"{runs[0]['seconds']:.2f}-{runs[-1]['seconds']:.2f}"
                 rate = size / r["seconds"]
                 ref = ossl[(mode, op == "save")]
                 ms_s = MS_REF[mode][0 if op == "save" else 1] * size / (1 << 30)
                 ms = f"{ms_s / r['seconds']:.1f}x"
                 print(
-                    f"| {mode} | {op} | {target} | {per_call // MIB} MiB | {r['seconds']:.2f} | {rate / 1e9:.2f} | "
+                    f"| {mode} | {op} | {target} | {per_call // MIB} MiB | {r['seconds']:.2f} | {spread} | {rate / 1e9:.2f} | "
                     f"{'n/a' if ref is None else f'{rate / ref:.2f}'} | {ms} | {r['cpu']:.2f} | "
                     f"{r['peak_extra'] / MIB:.0f} |",
                     flush=True,

@@ -691,3 +691,13 @@ def test_round_trip_property(data, block, cuts, mode):
     raw = out.getvalue()
     assert len(blocks_of(raw, mode)) == -(-len(data) // block)
     assert decrypt(raw, key, mode, bufsize=7) == data
+
+
+def test_check_cipher_args_api_prefix():
+    with pytest.raises(ValueError, match=r"^For 'CheckpointConfig', enc_key for enc_mode='SM4-CBC' "
+                                         r"must be 16 bytes long, got 24 bytes$"):
+        check_cipher_args(b"k" * 24, "SM4-CBC", api="CheckpointConfig")
+    with pytest.raises(ValueError, match=r"^For 'save_checkpoint', enc_mode='x' is not supported"):
+        check_cipher_args(b"k" * 16, "x", api="save_checkpoint")
+    with pytest.raises(TypeError, match=r"^For 'load_checkpoint', dec_key must be bytes, got str"):
+        check_cipher_args("k", "AES-GCM", key_arg="dec_key", api="load_checkpoint")

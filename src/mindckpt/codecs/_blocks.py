@@ -62,6 +62,7 @@ IV_TAIL = b"MCK1"
 MAX_BLOCKS = 1 << 23  # 3-byte counter holds index << 1 | last
 MAX_SCAN_BLOCKS = 1 << 21  # 128 TiB of 64 MiB blocks; bounds the index of a crafted file
 
+ZERO_TAG = bytes(TAG_SIZE)  # stands for the tag of CBC blocks in a BlockTable
 CRC_TRAILER_PREFIX = b"crc_num"
 CRC_TRAILER_SIZE = 17
 
@@ -98,7 +99,7 @@ class BlockTable:
     def append(self, offset: int, c: int, tag: bytes, iv: bytes) -> None:
         self.offsets.append(offset)
         self.sizes.append(c)
-        self._heads += tag.ljust(TAG_SIZE, b"\0")
+        self._heads += tag or ZERO_TAG
         self._heads += iv
 
     def __len__(self) -> int:
@@ -189,6 +190,7 @@ def scan_blocks(src: PositionalSource, mode: str, path: str) -> BlockTable:
     magic = MAGICS[mode]
     table = BlockTable(mode)
     unpack = _GCM_HDR.unpack_from if mode == "AES-GCM" else _CBC_HDR.unpack_from
+    add_offset, add_size, heads = table.offsets.append, table.sizes.append, table._heads
     buf, buf_start = b"", 0
     last_c = SCAN_READAHEAD  # first header alone: blocks are usually large
     off = 0
@@ -273,7 +275,10 @@ def scan_blocks(src: PositionalSource, mode: str, path: str) -> BlockTable:
                 "Re-copy or re-download the checkpoint; a truncated encrypted file cannot be "
                 "recovered past its last complete block",
             )
-        table.append(off, c, tag, iv)
+        add_offset(off)
+        add_size(c)
+        heads += tag or ZERO_TAG
+        heads += iv
         last_c = c
         off = end
     return table

@@ -10,16 +10,42 @@ The key bytes are the cipher key as given (AES-128/192/256 by length; SM4 takes 
 * AES-GCM: nonce = IV bytes 0-11, no AAD, 16-byte tag, no padding.
 * AES-CBC, SM4-CBC: 16-byte random IV per block, PKCS#7 padding (always 1..16 bytes).
 
-Integrity
----------
-MindSpore authenticates each GCM block alone, so whole blocks can be reordered, dropped,
-duplicated or spliced from another file encrypted with the same key. mindckpt's writer puts
-a file id, the block index and a "last block" flag into the (authenticated) GCM nonce; see
-``_blocks``. When the first block of a GCM file carries that layout, :class:`DecryptSource`
-rejects any reordering, dropping, duplication, truncation at a block boundary or splicing.
-Files written by MindSpore (random nonces) are read without those checks: on them, such
-whole-block edits are only detected when they break the protobuf that follows.
-The CBC modes have no integrity at all; :class:`EncryptSink` warns once per save.
+Integrity: what is guaranteed, for which files
+-----------------------------------------------
+mindckpt's writer puts a file id, the block index and a "last block" flag into each GCM nonce
+(layout in ``_blocks``); the nonce is authenticated by the block's tag. Such blocks are
+*bound*. MindSpore's writer uses random nonces: its blocks are *unbound*. The readers
+(:class:`DecryptSource`, :class:`DecryptByteSource`) decide from all headers at open:
+
+* **Blocks must agree.** A file with bound and unbound blocks is rejected (DecryptionError
+  naming the file and the first block of the minority). So replacing block 0 of a mindckpt
+  file by a same-key MindSpore block no longer switches the order checks off, and mindckpt
+  blocks spliced into a MindSpore file are refused. (A MindSpore block's random nonce starts
+  with the 3-byte marker by chance with probability 2**-24, so a MindSpore file of n blocks
+  is refused by mistake with probability about n * 6e-8: 1e-5 for a 10 GiB file.)
+* **AES-GCM written by mindckpt (all blocks bound).** Every plaintext byte handed out is
+  authenticated, and so is its place: changing any tag, nonce or ciphertext byte, reordering,
+  dropping, duplicating or appending blocks, splicing blocks from any other file (mindckpt's
+  or MindSpore's, same key), truncating inside a block or at a block boundary, and junk after
+  the last block are all rejected. IV bytes 12-15 (unused by GCM) are checked too. The
+  sequential reader has checked completeness once it reaches the end; the positional reader
+  checks the "last" flag from the headers at open and authenticates it when it decrypts
+  that block. A 0-byte file is the (valid) encryption of an empty body, as in MindSpore;
+  the checkpoint parser rejects an empty checkpoint.
+* **AES-GCM written by MindSpore (no order data).** Each block is authenticated alone: any
+  changed tag, nonce (IV bytes 0-11) or ciphertext byte is rejected, and so are header
+  edits and partial blocks. Whole-block edits are **not** detected by the decryptor:
+  reordering, dropping (incl. truncation at a block boundary), duplicating blocks or
+  splicing in blocks from another MindSpore-written file with the same key; they surface
+  only if the protobuf that follows breaks. IV bytes 12-15 are unused and not checked.
+  Pre-2.10 files (GCM over all 16 IV bytes) are read too: block 0 settles the IV form, and
+  every other block must use it.
+* **AES-CBC, SM4-CBC.** No integrity at all (:class:`EncryptSink` warns once per save).
+  Header edits, partial blocks and mixed modes are rejected; a changed IV or ciphertext
+  byte decrypts to silently changed plaintext unless it breaks the PKCS#7 padding at the
+  end of a block (about 255 in 256 for damage to the last 32 bytes of a block).
+* **Strict mode** (``require_bound=True``): only all-bound AES-GCM files are accepted;
+  MindSpore-written GCM files and every CBC file are refused at open.
 
 Parallelism and memory
 ----------------------
@@ -30,8 +56,14 @@ in place in 1 MiB pieces (cache friendly, nothing allocated) inside a pooled buf
 extra memory is ``workers + 2`` (save) or ``workers + 1`` (load) block buffers, reused.
 The save path copies the caller's bytes once into the pool buffer; a block is only ciphered
 when the next byte arrives or at close(), because the nonce says whether it is the last one.
-A single writer thread writes finished blocks in order; the load path reads ciphertext with
-``os.preadv`` in 1 MiB pieces and decrypts each piece while it is still in cache.
+A single writer thread writes finished blocks in order.
+
+The load path reads ciphertext from a positional byte source (``size``, ``readinto(mv,
+offset)``; file objects are adapted, fds read with ``os.preadv``) in 1 MiB pieces and
+deciphers each piece in place while it is still in cache. A block whose plaintext lies
+wholly inside the caller's buffer is read and deciphered there (no copy; the buffer then
+holds unverified bytes if the call raises); otherwise into a pooled buffer, copied out
+once verified. CBC plaintext lengths come from a 32-byte probe of each block's padding.
 """
 
 from __future__ import annotations
@@ -80,14 +112,27 @@ CBC_WARNING = (
 )
 
 
-def check_cipher_args(key, mode, *, key_arg: str = "enc_key", mode_arg: str = "enc_mode") -> None:
-    """Raise before anything is written if ``mode`` is unknown or ``key`` has the wrong length."""
+def check_cipher_args(
+    key,
+    mode,
+    *,
+    key_arg: str = "enc_key",
+    mode_arg: str = "enc_mode",
+    api: str | None = None,
+) -> None:
+    """Raise before anything is written if ``mode`` is unknown or ``key`` has the wrong length.
+
+    The one home of these checks and their messages: TypeError for a key that is not bytes,
+    ValueError for an unknown mode or a wrong key length. ``api`` (e.g. ``"save_checkpoint"``)
+    prefixes the message MindSpore-style: ``For 'save_checkpoint', ...``.
+    """
+    where = f"For '{api}', " if api else ""
     if not isinstance(key, (bytes, bytearray, memoryview)):
-        raise TypeError(f"{key_arg} must be bytes, got {type(key).__name__}")
+        raise TypeError(f"{where}{key_arg} must be bytes, got {type(key).__name__}")
     if mode not in MODES:
         raise ValueError(
-            f"{mode_arg}={mode!r} is not supported; use one of 'AES-GCM', 'AES-CBC', 'SM4-CBC' "
-            "(exact spelling, case-sensitive)"
+            f"{where}{mode_arg}={mode!r} is not supported; use one of 'AES-GCM', 'AES-CBC', "
+            "'SM4-CBC' (exact spelling, case-sensitive)"
         )
     n = len(key)
     allowed = KEY_LENGTHS[mode]
@@ -96,7 +141,9 @@ def check_cipher_args(key, mode, *, key_arg: str = "enc_key", mode_arg: str = "e
             want = "16 bytes"
         else:
             want = "16, 24 or 32 bytes (AES-128, AES-192, AES-256)"
-        raise ValueError(f"{key_arg} for {mode_arg}={mode!r} must be {want} long, got {n} bytes")
+        raise ValueError(
+            f"{where}{key_arg} for {mode_arg}={mode!r} must be {want} long, got {n} bytes"
+        )
 
 
 def sniff_cipher(head: bytes) -> str | None:
