@@ -432,11 +432,16 @@ def _jsonable(x):
 def h_ms_parallel(req):
     """{"op": "ms_parallel", "fn": name in mindspore.parallel (or mindspore), "args": [...],
     "kwargs": {...}} -> {"result": JSON form (numpy scalars as {"numpy_scalar", "value"})}.
-    Only for tools taking and returning plain values (paths, ints, lists)."""
+    Only for tools taking and returning plain values (paths, ints, lists); kwargs
+    "choice_drop": [names] becomes choice_func=lambda n: n not in names."""
     m = ms()
     import mindspore.parallel as mp
     fn = getattr(mp, req["fn"], None) or getattr(m, req["fn"])
-    return {"result": _jsonable(fn(*req.get("args", []), **(req.get("kwargs") or {})))}
+    kwargs = dict(req.get("kwargs") or {})
+    if "choice_drop" in kwargs:  # choice_func dropping these names
+        drop = set(kwargs.pop("choice_drop"))
+        kwargs["choice_func"] = lambda name: name not in drop
+    return {"result": _jsonable(fn(*req.get("args", []), **kwargs))}
 
 
 def h_ms_strategy_write(req):
