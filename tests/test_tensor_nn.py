@@ -227,7 +227,7 @@ def test_dtype_helpers():
 # --------------------------------------------------------------------------- state_dict
 
 
-def test_load_state_dict_writes_in_place_even_into_read_only_arrays():
+def test_load_state_dict_keeps_objects_and_never_writes_through_shared_arrays():
     net = nn.Dense(2, 2)
     ro = np.zeros((2, 2), np.float32)
     ro.flags.writeable = False  # e.g. a memory-mapped load
@@ -237,6 +237,13 @@ def test_load_state_dict_writes_in_place_even_into_read_only_arrays():
                          "bias": ms.Tensor(np.ones(2, np.float32))})
     assert net.weight is weight and weight.dtype == ms.float32
     assert weight.asnumpy().tolist() == [[7, 7], [7, 7]] and not ro.any()
+    mine = np.zeros(2, np.float32)
+    net.bias.set_data(ms.Tensor(mine))  # wraps the caller's array
+    src = ms.Tensor(np.full(2, 5, np.float32))
+    net.load_state_dict({"weight": weight, "bias": src})
+    assert not mine.any() and net.bias.asnumpy().tolist() == [5, 5]
+    src.asnumpy()[0] = 0
+    assert net.bias.asnumpy()[0] == 5  # a copy, not the state dict's tensor
 
 
 def test_load_state_dict_lists_every_problem_at_once():

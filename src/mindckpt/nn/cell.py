@@ -12,8 +12,8 @@ MindSpore does:
 * ``parameters_and_names()`` yields the cell's own parameters first, then each sub-cell's,
   depth first, in assignment order, each parameter once;
 * ``state_dict()`` maps every attribute path to its Parameter or persistent buffer (a shared
-  Parameter appears under each path), and ``load_state_dict()`` copies values in place, cast to
-  each Parameter's dtype, returning ``(missing_keys, unexpected_keys)``.
+  Parameter appears under each path), and ``load_state_dict()`` gives each Parameter (the same
+  object) a copy of its value cast to its dtype, returning ``(missing_keys, unexpected_keys)``.
 
 Cells here hold parameters; they do not compute.  Run the maths in PyTorch (``save_checkpoint``
 and ``load_param_into_net`` accept ``torch.nn.Module`` too) or subclass and define
@@ -25,6 +25,8 @@ from __future__ import annotations
 from collections import OrderedDict, namedtuple
 from collections.abc import Iterator, Mapping
 from typing import Any
+
+import numpy as np
 
 from ..common.parameter import ParameterTuple
 from ..tensor import Parameter, Tensor
@@ -324,7 +326,8 @@ class Cell:
         return local
 
     def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> _IncompatibleKeys:
-        """Copy values from ``state_dict`` into this cell's Parameters and buffers, in place.
+        """Copy values from ``state_dict`` into this cell's Parameters and buffers (the same
+        objects, each given a copy cast to its dtype).
 
         Returns ``(missing_keys, unexpected_keys)``; with ``strict=True`` either list non-empty,
         a shape mismatch or a value that is not a Tensor raises ``RuntimeError`` listing all.
@@ -399,11 +402,8 @@ class Cell:
 
 
 def _assign(target: Tensor, value: Tensor) -> None:
-    """Copy ``value`` into ``target`` in place, cast to ``target``'s dtype (MindSpore's
-    ``assign_value(Tensor(value.asnumpy(), dtype=target.dtype))``)."""
-    arr = target.asnumpy()
-    src = value.asnumpy()
-    if arr.flags.writeable:
-        arr[...] = src.astype(arr.dtype, copy=False)
-    else:  # a read-only view (e.g. a memory-mapped load): rebind to a private copy
-        object.__setattr__(target, "_array", src.astype(arr.dtype))
+    """Give ``target`` (same object) a copy of ``value`` cast to ``target``'s dtype: MindSpore's
+    ``assign_value(Tensor(value.asnumpy(), dtype=target.dtype))``. The copy never aliases the
+    state dict's tensors, and arrays shared with the caller are never written through."""
+    object.__setattr__(target, "_array",
+                       np.array(value.asnumpy(), dtype=target.asnumpy().dtype, copy=True))
