@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import logging
 import math
-import zlib
-from zlib import crc32
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, cast
@@ -37,6 +35,7 @@ import numpy as np
 
 from . import tensor as T
 from .adapters.torch import is_torch_tensor
+from .codecs.crc import crc32, crc32_parallel
 from .errors import ChecksumError, DecryptionError, FormatError
 from .formats import ckpt as _ckpt
 from .formats import safetensors as _st
@@ -377,7 +376,7 @@ class CheckpointReader:
 
     def _verify_mapped_crc(self, mapping: memoryview, index: Index, out: dict[str, Any]) -> None:
         if self.format == "safetensors":
-            self._verify_st_crc(index)
+            self._verify_st_crc(index, mapping)
             return
         if index.crc is None:
             raise ChecksumError(
@@ -385,7 +384,7 @@ class CheckpointReader:
                 "so crc_check=True cannot verify it (it may be truncated, or it was saved "
                 "without crc_check). Load it with crc_check=False if you trust it."
             )
-        actual = crc32(mapping[:index.size - _ckpt.TRAILER_LEN])
+        actual = crc32_parallel(mapping[:index.size - _ckpt.TRAILER_LEN])
         if actual != index.crc:
             raise ChecksumError(
                 "For 'load_checkpoint', the crc check is failed, please check whether the ckpt "
@@ -393,21 +392,25 @@ class CheckpointReader:
                 f"{actual}. Restore the file from a copy."
             )
 
-    def _verify_st_crc(self, index: Index) -> None:
-        """MindSpore's safetensors crc_num, streamed: each payload read once, in pieces."""
+    def _verify_st_crc(self, index: Index, mapping: memoryview | None = None) -> None:
+        """MindSpore's safetensors crc_num: each payload read once (or CRC'd in the map)."""
         stored = index.metadata.get("crc_num")
         crc = 0
-        piece = bytearray(_CRC_PIECE)
+        piece = bytearray(_CRC_PIECE) if mapping is None else None
         for e in sorted(index, key=lambda x: x.name):
-            crc = zlib.crc32(e.name.encode("utf-8"), crc)
+            crc = crc32(e.name.encode("utf-8"), crc)
             if e.shape == () and cast(T.Type, e.dtype).kind in ("int", "uint"):
                 crc = _st._crc_piece(cast(np.ndarray, self.read_entry(e.name)), crc)
                 continue
+            if mapping is not None:
+                sp = e.spans[0]
+                crc = crc32_parallel(mapping[sp.offset:sp.offset + sp.length], crc)
+                continue
             for pos in range(0, e.nbytes, _CRC_PIECE):
                 n = min(_CRC_PIECE, e.nbytes - pos)
-                view = memoryview(piece)[:n]
+                view = memoryview(cast(bytearray, piece))[:n]
                 self._fill(e, view, pos)
-                crc = zlib.crc32(view, crc)
+                crc = crc32(view, crc)
         if stored is None or str(crc) != stored:
             _st.check_crc(self.name, index, [])  # raises with MindSpore's message
             raise ChecksumError(f"{self.name}: crc_num {stored} does not match the content "
