@@ -72,7 +72,8 @@ DEFAULTS: dict[str, Any] = {
     "recompute_allgather_overlap_fagrad": False, "recompute_comm_overlap": "",
     "runtime_num_threads": min(30, os.cpu_count() or 1), "save_checkpoint_steps": 0,
     "save_graphs": 0, "save_graphs_path": ".", "topo_order": "",
-    "variable_memory_max_size": "0",
+    "variable_memory_max_size": "0", "reserve_class_name_in_scope": True,
+    "enable_debug_runtime": False, "enable_ge": False, "support_binary": False,
 }  # fmt: skip
 
 # MindSpore's @args_type_check on set_context.
@@ -109,9 +110,8 @@ _REMOVED = {
     "grad_for_scalar": ("2.10", "tensor derivative"),
 }
 _IGNORED = ("enable_sparse", "auto_tune_mode", "enable_auto_mixed_precision")
-# Accepted by set_context (stored), though get_context does not answer them.
-_SET_ONLY = ("reserve_class_name_in_scope", "save_compile_cache", "load_compile_cache",
-             "jit_enable_inplace_ops")
+# Answered by get_context, but not settable (read-only properties in MindSpore).
+_GET_ONLY = ("enable_debug_runtime", "enable_ge", "support_binary")
 _DEVICES = ["CPU", "GPU", "Ascend", "Davinci"]
 _GB = r"^[0-9]+(\.[0-9]+)?GB$"
 
@@ -198,7 +198,7 @@ def set_context(**kwargs: Any) -> None:
                 continue
             if key in _ASCEND_CONFIG_ONLY:
                 raise ValueError(f"Please set '{key}' through parameter ascend_config")
-            if key not in DEFAULTS and key not in _SET_ONLY:
+            if key not in DEFAULTS or key in _GET_ONLY:
                 raise ValueError(
                     f"For 'context.set_context', the keyword argument {key} is not recognized! "
                     "For detailed usage of 'set_context', please refer to the Mindspore "

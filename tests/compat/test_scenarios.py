@@ -158,12 +158,14 @@ def test_context_defaults_match_mindspore(fresh_context):
 
 
 @pytest.mark.parametrize("label", ["unknown", "mode_value", "mode_type", "device_target",
-                                   "device_id_type", "removed", "ascend_only", "save_graphs"])
+                                   "device_id_type", "removed", "ascend_only", "save_graphs",
+                                   "typed_but_unknown", "bool_setter"])
 def test_set_context_rejects_as_mindspore(fresh_context, label):
     kwargs = {"unknown": {"foo": 1}, "mode_value": {"mode": 5}, "mode_type": {"mode": "graph"},
               "device_target": {"device_target": "TPU"}, "device_id_type": {"device_id": "0"},
               "removed": {"grad_for_scalar": True}, "ascend_only": {"precision_mode": "x"},
-              "save_graphs": {"save_graphs": 5}}[label]
+              "save_graphs": {"save_graphs": 5}, "typed_but_unknown": {"save_compile_cache": True},
+              "bool_setter": {"reserve_class_name_in_scope": 1}}[label]
     etype, message = GOLDEN["context"]["rejected"][label]
     with pytest.raises(Exception) as info:
         fresh_context.set_context(**kwargs)

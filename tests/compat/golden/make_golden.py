@@ -86,7 +86,9 @@ def layer_stats(expr):
 
 def context_facts():
     ctx = context._context()  # noqa: SLF001
-    keys = sorted(set(ctx.setters) | {k for k in context.ms_ctx_param.__members__ if k[0] != "_"})
+    keys = sorted(set(ctx.setters) | {k for k in context.ms_ctx_param.__members__ if k[0] != "_"}
+                  | {"reserve_class_name_in_scope", "enable_debug_runtime", "enable_ge",
+                     "support_binary"})  # properties of MindSpore's _Context
     defaults = {}
     for k in keys:
         try:
@@ -97,7 +99,9 @@ def context_facts():
     for label, kw in {"unknown": {"foo": 1}, "mode_value": {"mode": 5}, "mode_type": {"mode": "graph"},
                       "device_target": {"device_target": "TPU"},
                       "device_id_type": {"device_id": "0"}, "removed": {"grad_for_scalar": True},
-                      "ascend_only": {"precision_mode": "x"}, "save_graphs": {"save_graphs": 5}}.items():
+                      "ascend_only": {"precision_mode": "x"}, "save_graphs": {"save_graphs": 5},
+                      "typed_but_unknown": {"save_compile_cache": True},
+                      "bool_setter": {"reserve_class_name_in_scope": 1}}.items():
         try:
             context.set_context(**kw)
             rejected[label] = None
