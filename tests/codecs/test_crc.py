@@ -140,3 +140,17 @@ def test_parallel_with_each_backend(name):
     assert crc.crc32_parallel(BIG, 5, threads=3, backend=name) == zlib.crc32(BIG, 5)
     with pytest.raises(ValueError, match="not installed"):
         crc.crc32_parallel(BIG, backend="nope")
+
+
+def test_crc_source_counts_what_was_read():
+    payload = os.urandom(5000)
+    src = crc.CrcSource(io.BytesIO(payload), value=zlib.crc32(b"pre"))
+    got = bytearray()
+    buf = bytearray(333)
+    while k := src.readinto(buf):
+        got += buf[:k]
+    assert bytes(got) == payload and src.nbytes == 5000
+    assert src.crc == zlib.crc32(b"pre" + payload)
+    assert src.read(10) == b""
+    src.close()
+    assert src.raw.closed

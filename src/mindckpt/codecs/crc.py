@@ -11,8 +11,9 @@ backend computes it. Backends, fastest first (benchmarks/bench_crc.py, 1 GiB, on
 The first one installed is used (``BACKEND`` names it); all three release the GIL, so
 :func:`crc32_parallel` splits a large buffer across threads and joins the parts with
 :func:`crc32_combine` (the backend's, or zlib's GF(2) matrix method written out below).
-:class:`CrcSink` CRCs what passes through a sink; :func:`crc32_source` CRCs a region of a
-positional byte source (``size``, ``readinto(mv, offset)``) without holding it in memory.
+:class:`CrcSink` and :class:`CrcSource` CRC what passes through a sink or a sequential
+stream; :func:`crc32_source` CRCs a region of a positional byte source (``size``,
+``readinto(mv, offset)``) without holding it in memory.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ __all__ = [
     "crc32_parallel",
     "crc32_source",
     "CrcSink",
+    "CrcSource",
     "available_backends",
 ]
 
@@ -282,6 +284,37 @@ class CrcSink:
         f = getattr(self.raw, "flush", None)
         if f is not None:
             f()
+
+    def close(self) -> None:
+        f = getattr(self.raw, "close", None)
+        if f is not None:
+            f()
+
+
+class CrcSource:
+    """A sequential stream (``raw.readinto(b) -> int``) that CRCs what is read through it.
+
+    ``crc``/``nbytes`` cover every byte handed out so far; ``size_hint`` is passed on.
+    """
+
+    def __init__(self, raw: Any, value: int = 0):
+        self.raw = raw
+        self.crc = value & 0xFFFFFFFF
+        self.nbytes = 0
+        self.size_hint = getattr(raw, "size_hint", 0)
+
+    def readinto(self, b: Any) -> int:
+        mv = _byte_view(b)
+        k = self.raw.readinto(mv) or 0
+        self.crc = _crc32(mv[:k], self.crc)
+        self.nbytes += k
+        return k
+
+    def read(self, n: int) -> bytes:
+        buf = bytearray(n)
+        k = self.readinto(buf)
+        del buf[k:]
+        return bytes(buf)
 
     def close(self) -> None:
         f = getattr(self.raw, "close", None)
