@@ -40,6 +40,7 @@ from array import array
 from typing import NamedTuple
 
 from mindckpt.codecs._source import PositionalSource, read_at
+from mindckpt.codecs.crc import TRAILER_MAGIC, TRAILER_SIZE
 from mindckpt.errors import DecryptionError
 
 BLOCK_SIZE = 64 * 1024 * 1024
@@ -63,8 +64,8 @@ MAX_BLOCKS = 1 << 23  # 3-byte counter holds index << 1 | last
 MAX_SCAN_BLOCKS = 1 << 21  # 128 TiB of 64 MiB blocks; bounds the index of a crafted file
 
 ZERO_TAG = bytes(TAG_SIZE)  # stands for the tag of CBC blocks in a BlockTable
-CRC_TRAILER_PREFIX = b"crc_num"
-CRC_TRAILER_SIZE = 17
+CRC_TRAILER_PREFIX = TRAILER_MAGIC
+CRC_TRAILER_SIZE = TRAILER_SIZE
 
 _I32 = struct.Struct("<i")
 _GCM_HDR = struct.Struct("<4s16sii16si")

@@ -28,6 +28,8 @@ from mindckpt.codecs._source import PositionalSource, read_full
 
 __all__ = [
     "BACKEND",
+    "TRAILER_MAGIC",
+    "TRAILER_SIZE",
     "crc32",
     "crc32_combine",
     "crc32_parallel",
@@ -38,6 +40,9 @@ __all__ = [
 ]
 
 POLY = 0xEDB88320  # reflected 0x04C11DB7
+# MindSpore's CRC trailer after a .ckpt body: b"crc_num" + the CRC as 10 big-endian bytes
+TRAILER_MAGIC = b"crc_num"
+TRAILER_SIZE = len(TRAILER_MAGIC) + 10
 PARALLEL_MIN = 16 << 20  # below this, one call beats starting threads
 SOURCE_CHUNK = 8 << 20  # bytes per read when CRCing a source region
 

@@ -276,7 +276,7 @@ def _byte_view(data) -> memoryview:
     mv = data if isinstance(data, memoryview) else memoryview(data)
     if mv.format != "B" or mv.ndim != 1:
         if not mv.contiguous:
-            raise TypeError("EncryptSink.write needs a contiguous buffer")
+            raise TypeError("a contiguous buffer is needed (got a strided view); pass a copy")
         mv = mv.cast("B")
     return mv
 
