@@ -126,6 +126,7 @@ _RULES: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"which MindSpore writes when enc_key and crc_check=True are combined"),
      "which MindSpore writes when a key and a CRC are combined"),
     (re.compile(r"\bdec_mode=(?=')"), "--mode "),
+    (re.compile(r"\benc_mode='([^']+)'"), r"--out-mode \1"),
     (re.compile(r"Load it without dec_key"), "Leave out --key"),
     (re.compile(r"Pass dec_mode=('[^']+')"), r"Give --mode \1 (or leave --mode out: it is read "
                                              r"from the file)"),

@@ -7,13 +7,14 @@ starts after ``delay`` seconds, so quick jobs print nothing.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import Any, TextIO
 
 __all__ = ["bar", "Bar", "NullBar"]
 
-DELAY = 1.0  # seconds before a bar appears
+DELAY = float(os.environ.get("MINDCKPT_PROGRESS_DELAY", "1.0"))  # seconds before a bar shows
 
 
 class NullBar:
