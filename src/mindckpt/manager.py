@@ -17,8 +17,9 @@ Guarantees
 * Retention runs only once the new file is complete (for an async save: when it has finished,
   at the next ``save``/``wait``/``close``); a failed save deletes nothing.
 * It deletes only regular checkpoints of its own prefix and format (``{prefix}-<digits>.{fmt}``)
-  and, with ``retire=...``, of the earlier runs' prefixes it was given; never breakpoint files,
-  never other names, never the file just written.
+  and, with ``retire=...``, of the earlier runs' prefixes it was given (plus the files listed in
+  ``retire_files``, a resumed job's old breakpoint files); never other breakpoint files, never
+  other names, never the file just written.
 * Async saves go through the manager's own writer, so a user's ``save_checkpoint(...,
   async_save=True)`` never waits for (or is waited for by) the manager's save.
 
@@ -115,6 +116,8 @@ class CheckpointManager:
         self.trigger = trigger
         self.retention = retention
         self.retire = list(retire)
+        #: keys removed once the next save is complete (a resumed job's old breakpoint files)
+        self.retire_files: list[str] = []
         self.storage_options = storage_options
         self.save_options = save_options
         self.writer = AsyncWriter()
@@ -235,16 +238,35 @@ class CheckpointManager:
         self.close()
 
     # ------------------------------------------------------------------ retention
+    def remove_retired_files(self, keep: str) -> list[str]:
+        """Remove the ``retire_files`` now (but ``keep``): a newer complete checkpoint, e.g. a
+        breakpoint file, supersedes them."""
+        doomed, self.retire_files = [k for k in self.retire_files if k != keep], []
+        deleted: list[str] = []
+        for key in doomed:
+            try:
+                self.store.remove(key)
+                deleted.append(key)
+            except OSError as exc:
+                _logger.warning("Failed to remove the checkpoint file %s: %s", key, exc)
+        return deleted
+
     def _apply_retention(self) -> list[str]:
         pending, self._pending = self._pending, None
-        if pending is None or self.retention is None:
+        if pending is None:
             return []
         directory, prefixes, key, save_time, previous = pending
         listing = self.store.list(directory)
         if not any(f.key == key for f in listing):  # the save did not complete
             return []
-        files = policies.managed(listing, prefixes, self.format)
-        doomed = self.retention.select(files, key, save_time, previous)
+        doomed: list[FileInfo] = []
+        if self.retention is not None:
+            files = policies.managed(listing, prefixes, self.format)
+            doomed = self.retention.select(files, key, save_time, previous)
+        if self.retire_files:
+            extra = set(self.retire_files) - {key}
+            self.retire_files = []
+            doomed += [f for f in listing if f.key in extra]
         deleted: list[str] = []
         for f in doomed:
             try:

@@ -589,17 +589,17 @@ def test_exception_save_writes_breakpoint_with_global_step(tmp_path):
         crc_check=True,
     )
     cb = ModelCheckpoint("ex", str(tmp_path), cfg)
-    err = _train_until(cb, fail_at=7)
+    err = _train_until(cb, fail_at=7)  # raised inside step 7: the weights hold steps 1..6
     assert str(err) == "simulated crash"
-    assert "ex-2_2_breakpoint.ckpt" in os.listdir(tmp_path)
-    d = ms.load_checkpoint(str(tmp_path / "ex-2_2_breakpoint.ckpt"), crc_check=True)
+    assert "ex-2_1_breakpoint.ckpt" in os.listdir(tmp_path)
+    d = ms.load_checkpoint(str(tmp_path / "ex-2_1_breakpoint.ckpt"), crc_check=True)
     assert int(value(d["epoch_num"])) == 2
-    assert int(value(d["step_num"])) == 7  # global step (MindSpore stores 2 here)
-    assert stems(tmp_path) == ["ex-1_3", "ex-2_1", "ex-2_2_breakpoint"]
+    assert int(value(d["step_num"])) == 6  # the last done global step (MindSpore stores 2 here)
+    assert stems(tmp_path) == ["ex-1_3", "ex-2_1", "ex-2_1_breakpoint"]
     # a second failure in the same directory
     cb2 = ModelCheckpoint("ex", str(tmp_path), cfg)
     _train_until(cb2, fail_at=1)
-    assert "ex_1-1_1_breakpoint.ckpt" in os.listdir(tmp_path)
+    assert "ex_1-0_0_breakpoint.ckpt" in os.listdir(tmp_path)  # no step done yet
 
 
 def test_exception_before_first_step(tmp_path):
@@ -622,7 +622,7 @@ def test_keyboard_interrupt_and_callable_prefix_keep_user_exception(tmp_path):
             for epoch, step in loop:
                 if epoch == 2 and step == 3:
                     raise KeyboardInterrupt
-    assert os.listdir(tmp_path) == ["fn-2_3_breakpoint.ckpt"]
+    assert os.listdir(tmp_path) == ["fn-2_2_breakpoint.ckpt"]  # step 3 did not complete
 
 
 def test_exception_save_off_writes_nothing(tmp_path):
@@ -665,5 +665,5 @@ def test_async_error_during_breakpoint_save_is_attached_to_training_error(tmp_pa
     assert str(err) == "simulated crash"
     notes = "\n".join(getattr(err, "__notes__", []))
     assert "No space left on device" in notes and "bp-1_2.ckpt" in notes
-    assert "bp-1_3_breakpoint.ckpt" in notes  # the breakpoint itself was written
-    assert stems(tmp_path) == ["bp-1_1", "bp-1_3_breakpoint"]
+    assert "bp-1_2_breakpoint.ckpt" in notes  # the breakpoint itself was written
+    assert stems(tmp_path) == ["bp-1_1", "bp-1_2_breakpoint"]

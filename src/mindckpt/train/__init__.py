@@ -10,7 +10,9 @@ from __future__ import annotations
 from mindckpt.async_writer import async_ckpt_thread_status
 from mindckpt.train.callback import Callback, ModelCheckpoint, RunContext
 from mindckpt.train.config import CheckpointConfig
-from mindckpt.train.loop import CheckpointLoop, TrainState
+from mindckpt.train.loop import CheckpointLoop
+from mindckpt.train.resume import CheckpointPath, latest_checkpoint
+from mindckpt.train.state import TrainState
 
 __all__ = [
     "CheckpointConfig",
@@ -19,6 +21,8 @@ __all__ = [
     "RunContext",
     "CheckpointLoop",
     "TrainState",
+    "latest_checkpoint",
+    "CheckpointPath",
     "save_checkpoint",
     "load_checkpoint",
     "load_param_into_net",

@@ -233,6 +233,7 @@ class ModelCheckpoint(Callback):
         self._latest_ckpt_file_name = ""
         self._manager: CheckpointManager | None = None  # made at the first save
         self._retire: list[str] = []  # earlier runs' prefixes retired too (resume)
+        self._retire_files: list[str] = []  # earlier runs' breakpoint files (resume)
         self._runs = 0
         self._saved_in_run = False
         self._started = False
@@ -257,8 +258,10 @@ class ModelCheckpoint(Callback):
         self._append_dict = dict(self._base_append)
         self._latest_ckpt_file_name = ""
         self._retire = []
+        self._retire_files = []
         if self._manager is not None:
             self._manager.retire = []
+            self._manager.retire_files = []
         self._saved_in_run = False
         self._started = False
 
@@ -326,6 +329,8 @@ class ModelCheckpoint(Callback):
         mgr.prefix = self._prefix
         mgr.format = self._config.format
         mgr.retire = list(self._retire)
+        if self._retire_files:
+            mgr.retire_files, self._retire_files = self._retire_files, []
         return mgr
 
     def _finish_async(self) -> None:
@@ -339,10 +344,17 @@ class ModelCheckpoint(Callback):
             self._manager.close()
             self._manager = None
 
-    def resume_from(self, prefix: str, done_step: int, retire: list[str] | None = None) -> None:
-        """Continue a job: save under ``prefix`` (the resumed run's), schedule the next save
-        where the uninterrupted run's would be after global step ``done_step``, and retire the
-        regular checkpoints of the earlier runs' ``retire`` prefixes by the same rules.
+    def resume_from(
+        self,
+        prefix: str,
+        done_step: int,
+        retire: list[str] | None = None,
+        retire_files: list[str] | None = None,
+    ) -> None:
+        """Continue a job: save under ``prefix``, schedule the next save where the uninterrupted
+        run's would be after global step ``done_step``, and retire the earlier runs' regular
+        checkpoints of the ``retire`` prefixes by the same rules (and ``retire_files``, their
+        breakpoint files, once this run's first checkpoint is complete).
 
         Called by :class:`~mindckpt.train.loop.CheckpointLoop` with ``resume=`` after
         ``on_train_begin``.
@@ -351,6 +363,7 @@ class ModelCheckpoint(Callback):
             self._prefix = prefix
         self._trigger.resume_at(done_step)
         self._retire = [p for p in (retire or []) if p != self._prefix]
+        self._retire_files = list(retire_files or [])
 
     def _save_ckpt(self, cb_params, force_to_save=False) -> None:
         global SAVE_DIR
@@ -426,8 +439,9 @@ class ModelCheckpoint(Callback):
             append["epoch_num"] = self._base_append.get("epoch_num", 0) + epoch
         if "step_num" in append:
             append["step_num"] = self._base_append.get("step_num", 0) + cur_step
+        mgr = self._manager_for(directory)
         try:
-            self._manager_for(directory).save(
+            mgr.save(
                 self._network(cb_params),
                 name=name,
                 append_dict=append or None,
@@ -443,6 +457,7 @@ class ModelCheckpoint(Callback):
             if earlier is not None and hasattr(exc, "add_note"):
                 exc.add_note(f"An earlier asynchronous checkpoint save had failed too: {earlier!r}")
             raise
+        mgr.remove_retired_files(keep=path)  # a resumed job's older breakpoints: superseded
         if earlier is not None:
             raise AsyncSaveError(
                 f"The breakpoint checkpoint was saved to {path}, but an earlier asynchronous "
