@@ -126,4 +126,5 @@ def test_demo_runs(capsys):
     out = capsys.readouterr().out
     assert "files kept:" in out and "breakpoint" in out
     assert "final weights identical to the resumed run: yes" in out
+    assert "resume=True) restored mlp-3_" in out and "breakpoint, epoch 3" in out
     assert "blocked in checkpoint callbacks" in out
