@@ -149,13 +149,17 @@ def test_mindspore_docs_lenet_py_runs_with_mindckpt(tmp_cwd):
 
 
 @pytest.mark.parametrize("init", ["zeros", "ones", "normal", "he_uniform", "xavier_uniform",
-                                  2.5, np.ones((3, 2))])
+                                  2.5, "Orthogonal", "variancescaling", "sparse"])
 def test_initializer_forms(init):
     from mindckpt.common.initializer import initializer
 
+    if init == "sparse":
+        with pytest.raises(TypeError):  # Sparse needs its sparsity: no name-only form
+            initializer(init, (3, 2))
+        return
     t = initializer(init, (3, 2), ms.float16)
     assert t.shape == (3, 2) and t.dtype == ms.float16
-    with pytest.raises(ValueError, match="not supported"):
+    with pytest.raises(ValueError, match="was not found"):
         initializer("bogus", (2,))
 
 
@@ -292,3 +296,16 @@ def test_cell_list_slices_and_iadd():
     assert isinstance(cl[1:], nn.CellList) and len(cl[1:]) == 1
     with pytest.raises(NotImplementedError):
         cl()
+
+
+def test_variance_scaling_default_draws_the_documented_truncated_normal():
+    # MindSpore 2.10 draws uniform for its default distribution='truncated_normal' (its code tests
+    # for 'truncated_norm'); we draw the documented truncated normal with variance scale/fan.
+    from mindckpt.common.initializer import VarianceScaling, initializer
+
+    a = initializer(VarianceScaling(2.0), (400, 200)).asnumpy().astype(np.float64)
+    std = np.sqrt(2.0 / 200)
+    assert abs(a.std() / std - 1) < 0.02
+    bound = 2 * std / 0.87962566103423978
+    assert a.min() >= -bound - 1e-6 and a.max() <= bound + 1e-6
+    assert np.mean(np.abs(a) > 0.9 * bound) < 0.05  # normal-shaped, not uniform

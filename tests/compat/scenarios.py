@@ -66,6 +66,35 @@ LAYER_STATS = [
     "nn.Dense(64, 32, weight_init='xavier_uniform', bias_init='ones')",
 ]
 
+# mindspore.common.initializer: statistics of random initializers (float32, 3 draws pooled) ...
+INIT_STATS = [
+    "initializer('normal', (200, 300))",
+    "initializer(Normal(0.02, 1.0), (200, 300))",
+    "initializer('truncatednormal', (200, 300))",
+    "initializer(TruncatedNormal(0.5, 0.0, -0.6, 0.6), (200, 300))",
+    "initializer('uniform', (200, 300))",
+    "initializer(Uniform(0.3), [200, 300])",
+    "initializer('he_uniform', (64, 32, 3, 3))",
+    "initializer(HeUniform(negative_slope=0.2, mode='fan_out'), (64, 32, 3, 3))",
+    "initializer(HeUniform(nonlinearity='tanh'), (300, 200))",
+    "initializer('he_normal', (300, 200))",
+    "initializer(HeNormal(mode='fan_out', nonlinearity='relu'), (64, 32, 3, 3))",
+    "initializer('xavier_uniform', (300, 200))",
+    "initializer(XavierNormal(gain=2), (300, 200))",
+    "initializer('orthogonal', (200, 300))",
+    "initializer(Sparse(0.5, 0.1), (200, 300))",
+    "initializer(VarianceScaling(2.0, 'fan_avg', 'uniform'), (300, 200))",
+    "initializer(VarianceScaling(0.5, 'fan_out', 'untruncated_normal'), (300, 200))",
+    "initializer('normal', (200, 300), ms.float16)",
+]
+# ... and deterministic ones, compared by value.
+INIT_EXACT = [
+    "initializer('zeros', (2, 3))", "initializer('ones', 4, ms.int32)",
+    "initializer(2.5, [2, 2])", "initializer(Constant(-1), (3,), ms.float16)",
+    "initializer('identity', (2, 3))", "initializer(Dirac(2), (4, 2, 3))",
+    "initializer(7, (2,), ms.int64)",
+]
+
 SNIPPETS = {
     "embedding_padding_row": """
 e = nn.Embedding(10, 4, padding_idx=2)
@@ -205,6 +234,22 @@ out = [err(f) for f in (
     lambda: nn.Conv2d(3, 4, "a"), lambda: nn.BatchNorm2d(0), lambda: nn.BatchNorm2d(2.5),
     lambda: nn.BatchNorm1d(2, momentum=1.5), lambda: nn.Dense(0, 3), lambda: nn.Dense(-1, 3),
     lambda: nn.Dense(2.0, 3), lambda: nn.Dense(2, 0))]
+""",
+    "initializer_errors": """
+I = ms.common.initializer
+initializer, Normal, VarianceScaling, HeUniform = (I.initializer, I.Normal, I.VarianceScaling,
+                                                   I.HeUniform)
+t = ms.Tensor(np.ones((2, 2), np.float32))
+out = [initializer(t, (2, 2)) is t, err(lambda: initializer(t)),
+       err(lambda: initializer(t, (3, 2))), err(lambda: initializer(np.ones(2), (2,))),
+       err(lambda: initializer("bogus", (2,))), err(lambda: initializer("normal", (2, 0))),
+       err(lambda: initializer("normal", (2, -1))), err(lambda: initializer(Normal(-1.0), (2,))),
+       err(lambda: VarianceScaling(0)), err(lambda: VarianceScaling(mode="x")),
+       err(lambda: initializer(HeUniform(nonlinearity="elu"), (2, 2))),
+       err(lambda: initializer("xavier_uniform", (3,))),
+       err(lambda: initializer("identity", (2, 2, 2))),
+       str(initializer("normal", (2, 2), ms.float16).dtype),
+       list(initializer("uniform", 3).shape)]
 """,
     "tensor_conversions": """
 t = ms.Tensor(np.arange(6, dtype=np.int32).reshape(2, 3))

@@ -11,6 +11,8 @@ It records, for tests/compat/test_scenarios.py:
   ``scenarios.LAYERS``;
 * ``layer_stats``: mean/std/min/max of the initial values of ``scenarios.LAYER_STATS`` (three
   seeds pooled);
+* ``init_stats`` / ``init_exact``: statistics (three seeds pooled) or values of
+  ``mindspore.common.initializer.initializer`` calls in ``scenarios.INIT_STATS``/``INIT_EXACT``;
 * ``context``: the keys ``get_context`` answers with their CPU defaults, the constants, and the
   messages of a few rejected ``set_context`` calls;
 * ``scripts``: the standard output of each MindSpore script in tests/compat/scripts/, run
@@ -84,6 +86,32 @@ def layer_stats(expr):
     return out
 
 
+def _init_ns():
+    from mindspore.common import initializer as mi
+
+    return {"ms": ms, **{n: getattr(mi, n) for n in mi.__all__}}
+
+
+def init_stats(expr):
+    a = []
+    for seed in (1, 2, 3):
+        ms.set_seed(seed)
+        np.random.seed(seed)
+        t = eval(expr, _init_ns())  # noqa: S307
+        a.append(t.init_data().asnumpy().astype(np.float64).ravel())
+    x = np.concatenate(a)
+    t = eval(expr, _init_ns())  # noqa: S307
+    return {"n": int(x.size), "mean": float(x.mean()), "std": float(x.std()),
+            "min": float(x.min()), "max": float(x.max()), "dtype": str(t.dtype),
+            "shape": list(t.shape), "zero_fraction": float((x == 0).mean())}
+
+
+def init_exact(expr):
+    t = eval(expr, _init_ns())  # noqa: S307
+    return {"dtype": str(t.dtype), "shape": list(t.shape),
+            "value": t.init_data().asnumpy().tolist()}
+
+
 def context_facts():
     ctx = context._context()  # noqa: SLF001
     keys = sorted(set(ctx.setters) | {k for k in context.ms_ctx_param.__members__ if k[0] != "_"}
@@ -140,6 +168,8 @@ def main():
         "scenarios": {name: run_snippet(src) for name, src in scenarios.SNIPPETS.items()},
         "layers": {expr: layer_params(expr) for expr in scenarios.LAYERS},
         "layer_stats": {expr: layer_stats(expr) for expr in scenarios.LAYER_STATS},
+        "init_stats": {expr: init_stats(expr) for expr in scenarios.INIT_STATS},
+        "init_exact": {expr: init_exact(expr) for expr in scenarios.INIT_EXACT},
         "scripts": script_outputs(),
     }
     golden["context"] = context_facts()  # last: it changes the mode
