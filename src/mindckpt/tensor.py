@@ -203,14 +203,28 @@ def to_numpy(x: Any) -> np.ndarray:
 class Tensor:
     """A MindSpore-like tensor backed by a numpy array."""
 
-    __slots__ = ("_array", "_dtype")
+    __slots__ = ("_array", "_dtype", "_init")
     _array: np.ndarray
     _dtype: Type
+    _init: builtins.bool  # made from an Initializer (MindSpore's init_data() accepts only those)
 
     def __init__(self, input_data: Any = None, dtype: Any = None, shape: Any = None, init: Any = None):
+        if init is not None or (input_data is None and shape is None):
+            if init is None or input_data is not None or shape is None or dtype is None:
+                if input_data is None and init is None:
+                    raise TypeError("For 'Tensor', the type of 'input_data' should be a Tensor, "
+                                    "ndarray, list, tuple, float, int or bool, but got type "
+                                    "'NoneType'.")
+                raise ValueError("init, dtype and shape must have values at the same time.")
+            from .common.initializer import Initializer, initializer
+
+            if not isinstance(init, Initializer):
+                raise TypeError(f"For 'Tensor', 'init' must be an Initializer (such as "
+                                f"One(), Normal()), but got {type(init)}.")
+            filled = initializer(init, shape, dtype)  # filled now: MindSpore defers to init_data
+            input_data, dtype = filled, filled._dtype
         if input_data is None:
-            if shape is None:
-                raise TypeError("Tensor needs input_data, or a shape and a dtype")
+            # MindSpore leaves this tensor uninitialized (its use raises); we fill zeros.
             t = _as_type(dtype if dtype is not None else float32)
             arr = np.zeros(tuple(shape), dtype=t.np_dtype)
         elif isinstance(input_data, Tensor):
@@ -233,6 +247,7 @@ class Tensor:
             arr = arr.astype(arr.dtype.newbyteorder("<"))
         object.__setattr__(self, "_array", arr)
         object.__setattr__(self, "_dtype", t)
+        object.__setattr__(self, "_init", isinstance(input_data, Tensor) and input_data._init)
 
     # numpy-like surface
     def asnumpy(self) -> np.ndarray:
@@ -344,6 +359,16 @@ class Tensor:
 
     def tolist(self) -> Any:
         return self._array.tolist()
+
+    def init_data(self, slice_index: Any = None, shape: Any = None,
+                  opt_shard_group: Any = None) -> Tensor:
+        """``self`` for a Tensor made by an initializer (already filled here; MindSpore fills it
+        now). As in MindSpore, a Tensor made from data, or one already passed to ``init_data``,
+        raises ``TypeError``."""
+        if not self._init:
+            raise TypeError("init_data must be set Tensor.init, init can't be None")
+        object.__setattr__(self, "_init", False)
+        return self
 
     def __len__(self) -> builtins.int:
         return len(self._array)

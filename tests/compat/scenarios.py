@@ -250,6 +250,14 @@ out = [initializer(t, (2, 2)) is t, err(lambda: initializer(t)),
        err(lambda: initializer("identity", (2, 2, 2))),
        str(initializer("normal", (2, 2), ms.float16).dtype),
        list(initializer("uniform", 3).shape)]
+lazy = initializer(I.One(), [2], ms.float32)
+first = lazy.init_data()
+out += [first is lazy, first.asnumpy().tolist(), err(lambda: lazy.init_data()),
+        err(lambda: ms.Tensor(np.ones(2, np.float32)).init_data()),
+        ms.Tensor(shape=(2, 3), dtype=ms.float32, init=I.One()).init_data().asnumpy().tolist(),
+        err(lambda: ms.Tensor(shape=(2, 3), init=I.One())),
+        err(lambda: ms.Tensor(np.ones(2), init=I.One())),
+        ms.Parameter(initializer("normal", (2, 2)), name="w").init_data().name]
 """,
     "tensor_conversions": """
 t = ms.Tensor(np.arange(6, dtype=np.int32).reshape(2, 3))

@@ -370,4 +370,6 @@ def initializer(init: Any, shape: Any = None, dtype: Any = float32) -> Tensor:
     t = _as_type(dtype)
     arr = np.zeros(tuple(shape or ()), dtype=np.float64 if t.kind == "float" else t.np_dtype)
     init(arr)
-    return Tensor(arr.astype(t.np_dtype, copy=False), dtype=t)
+    out = Tensor(arr.astype(t.np_dtype, copy=False), dtype=t)
+    object.__setattr__(out, "_init", True)  # init_data() accepts it, as MindSpore's lazy tensor
+    return out
