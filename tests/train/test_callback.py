@@ -667,3 +667,28 @@ def test_async_error_during_breakpoint_save_is_attached_to_training_error(tmp_pa
     assert "No space left on device" in notes and "bp-1_2.ckpt" in notes
     assert "bp-1_2_breakpoint.ckpt" in notes  # the breakpoint itself was written
     assert stems(tmp_path) == ["bp-1_1", "bp-1_2_breakpoint"]
+
+
+def test_user_async_save_does_not_join_callback(tmp_path):
+    """A user's own save_checkpoint(async_save=True) runs on the default writer: the callback's
+    saves and retention neither wait for it nor raise its error."""
+    import threading
+
+    from mindckpt import async_writer
+
+    release = threading.Event()
+
+    def blocked(records):
+        release.wait(10)
+        raise OSError(5, "the user's own save failed")
+
+    async_writer.submit([("x", np.zeros(1))], blocked, "thread", target="user.ckpt")
+    try:
+        cfg = CheckpointConfig(save_checkpoint_steps=1, keep_checkpoint_max=2, async_save=True)
+        Driver(ModelCheckpoint("c", str(tmp_path), cfg)).run(epochs=1)
+        assert stems(tmp_path) == ["c-1_4", "c-1_5"]
+        assert async_writer.thread_status()  # still blocked: nobody waited for it
+    finally:
+        release.set()
+    with pytest.raises(AsyncSaveError, match="user's own save failed"):
+        async_writer.wait()

@@ -205,3 +205,59 @@ def test_fresh_run_keeps_mindspore_prefix_n(tmp_path):
     names = sorted(os.listdir(d))
     assert [n for n in names if n.startswith("net-")] == ["net-3_6.ckpt", "net-3_7.ckpt"]
     assert [n for n in names if n.startswith("net_1-")] == ["net_1-3_6.ckpt", "net_1-3_7.ckpt"]
+
+
+def test_safetensors_full_state_resume(tmp_path):
+    """format='safetensors' holds no strings: the schema goes in as UTF-8 bytes."""
+    def go(seed, resume, stop=None):
+        model, opt, sched = build(seed)
+        cfg = CheckpointConfig(save_checkpoint_steps=STEPS, keep_checkpoint_max=2,
+                               format="safetensors")
+        ckpt = ModelCheckpoint("st", str(tmp_path), cfg)
+        with CheckpointLoop([ckpt], model, 2, STEPS, optimizer=opt, scheduler=sched,
+                            resume=resume) as loop:
+            for epoch, _step in loop:
+                if epoch == stop:
+                    loop.run_context.request_stop()
+                    continue
+                opt.zero_grad()
+                model(torch.from_numpy(X[:BATCH])).sum().backward()
+                opt.step()
+                sched.step()
+        return model, opt
+
+    seed_all()
+    ref, _ = go(0, False)
+    for f in os.listdir(tmp_path):
+        os.remove(tmp_path / f)
+    seed_all()
+    go(0, False, stop=2)  # epoch 1 saved (st-1_7), stops at the first step of epoch 2
+    os.remove(tmp_path / "st-2_1.safetensors")  # the end save of the stopped run
+    model, opt = go(5, True)
+    for a, b in zip(ref.state_dict().values(), model.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_resume_plain_network_from_step_num(tmp_path):
+    """Without a TrainState: the weights come back and the position from step_num."""
+    from .conftest import make_net
+
+    cfg = CheckpointConfig(save_checkpoint_steps=3, keep_checkpoint_max=5,
+                           append_info=["step_num"])
+    net = make_net(1)
+    with CheckpointLoop([ModelCheckpoint("p", str(tmp_path), cfg)], net, 2, 5) as loop:
+        for _epoch, _step in loop:
+            net.weight.asnumpy()[...] += 1.0
+            if loop.global_step + 1 == 7:
+                break
+    assert "p-2_2.ckpt" in os.listdir(tmp_path)  # the break saves step 7 (epoch 2, step 2)
+    net2 = make_net(2)
+    seen = []
+    with CheckpointLoop([ModelCheckpoint("p", str(tmp_path), cfg)], net2, 2, 5,
+                        resume=True) as loop:
+        assert loop.global_step == 7
+        np.testing.assert_array_equal(net2.weight.asnumpy(), net.weight.asnumpy())
+        for epoch, step in loop:
+            seen.append((epoch, step))
+    assert seen == [(2, 3), (2, 4), (2, 5)]
+    assert int(ms.load_checkpoint(str(tmp_path / "p-2_5.ckpt"))["step_num"].asnumpy()) == 10

@@ -308,7 +308,7 @@ class ModelCheckpoint(Callback):
         if network is None:
             network = cb_params.train_network
         if isinstance(network, TrainState):
-            return network.checkpoint_state()
+            return network.checkpoint_state(text_as_bytes=self._config.format == "safetensors")
         return network
 
     @property

@@ -155,12 +155,16 @@ class TrainState:
         return [self.scheduler]
 
     # ------------------------------------------------------------------ save / restore
-    def checkpoint_state(self) -> dict[str, Any]:
-        """The save object: live model tensors, then the other parts, flattened."""
+    def checkpoint_state(self, *, text_as_bytes: bool = False) -> dict[str, Any]:
+        """The save object: live model tensors, then the other parts, flattened.
+
+        ``text_as_bytes`` stores the schema strings as UTF-8 byte arrays (safetensors files
+        hold no strings; see :func:`mindckpt.state.flatten_state`).
+        """
         out: dict[str, Any] = dict(self.model.state_dict())
 
         def add(part: str, value: Any) -> None:
-            flat = flatten_state(value, part)
+            flat = flatten_state(value, part, text_as_bytes=text_as_bytes)
             clash = next((k for k in flat if k in out), None)
             if clash is not None:
                 raise ValueError(
