@@ -35,12 +35,12 @@ def encode(records, **kw) -> bytes:
     return s.buf.getvalue()
 
 
-def decode(data: bytes, tmp_path, crc_check=False, select=lambda n: True):
+def decode(data: bytes, tmp_path, crc_check=False, select=lambda n: True, **kw):
     p = tmp_path / "x.ckpt"
     p.write_bytes(data)
     with LOCAL.open_read(str(p)) as src:
         r = ByteReader(source=src, track_crc=crc_check)
-        return C.read_ckpt(r, str(p), select, crc_check=crc_check)
+        return C.read_ckpt(r, str(p), select, crc_check=crc_check, **kw)
 
 
 class _Stream:
@@ -166,11 +166,16 @@ def test_reader_parses_protobuf_library_encodings_incl_packed_dims(tmp_path):
     data = msg.SerializeToString()  # one message holding several values
     out = decode(data, tmp_path)
     assert out["x"].array.tolist() == [[0, 1, 2], [3, 4, 5]]
-    # packed dims (field 1 as LEN) and an unknown field (99, varint) are accepted
+    # packed dims (field 1 as LEN) are accepted; an unknown field (99, varint) only on request
     tensor = b"\x0a\x02\x02\x03" + b"\x12\x05Int32" + b"\x1a\x18" + np.arange(6, dtype=np.int32).tobytes()
     value = b"\x0a\x01p" + b"\x98\x06\x05" + b"\x12" + bytes([len(tensor)]) + tensor
-    out = decode(b"\x0a" + bytes([len(value)]) + value, tmp_path)
+    blob = b"\x0a" + bytes([len(value)]) + value
+    with pytest.raises(FormatError, match=r"unknown protobuf field 99 .* at byte 5.*unknown_fields='skip'"):
+        decode(blob, tmp_path)
+    out = decode(blob, tmp_path, unknown_fields="skip")
     assert out["p"].array.shape == (2, 3)
+    packed = b"\x0a\x01p" + b"\x12" + bytes([len(tensor)]) + tensor
+    assert decode(b"\x0a" + bytes([len(packed)]) + packed, tmp_path)["p"].array.shape == (2, 3)
     # and the protobuf library parses what we write
     parsed = Checkpoint.FromString(encode([("q", np.arange(3, dtype=np.float32))], crc=False))
     assert parsed.value[0].tag == "q" and list(parsed.value[0].tensor.dims) == [3]
@@ -338,7 +343,7 @@ def test_bad_crc_value_raises_checksum_error(tmp_path):
         (C._header(b"w", (2,), b"float32", 8) + bytes(8), "unknown tensor type"),
         (C._header(b"\xff\xfe", (1,), b"UInt8", 1) + b"\x01", "not valid UTF-8"),
         (C._header(b"w", (2**64 - 1,), b"UInt8", 0), "negative dimension"),
-        (encode([("w", np.ones(2, np.uint8))]) + b"junk", "claims|neither a record"),
+        (encode([("w", np.ones(2, np.uint8))]) + b"junk", "claims|neither a record|unknown protobuf field"),
         (encode([("w", np.ones(2, np.uint8))]) + b"\x0a\x05ab", "claims|cut short"),
         (b"\x0a\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", "varint"),
     ],

@@ -113,6 +113,23 @@ class ByteReader:
         self.pos += done
         return done
 
+    def window(self) -> tuple[bytes | bytearray, int]:
+        """The read-ahead buffer (refilled to at least the read-ahead size if the input has
+        it) and the index of the cursor in it; see :meth:`consume_to`."""
+        self._fill(self.HEADER_READAHEAD)
+        return self._buf, self.pos - self._buf_start
+
+    def window_start(self) -> int:
+        """The file offset of ``window()[0][0]``."""
+        return self._buf_start
+
+    def consume_to(self, k: int) -> None:
+        """Move the cursor to index ``k`` of the current window (the CRC takes the bytes)."""
+        off = self.pos - self._buf_start
+        if self.track_crc and k > off:
+            self.crc = zlib.crc32(memoryview(self._buf)[off:k], self.crc)
+        self.pos = self._buf_start + k
+
     def seek(self, pos: int) -> None:
         """Move a positional cursor to ``pos`` (no CRC is tracked across a seek)."""
         self.pos = pos

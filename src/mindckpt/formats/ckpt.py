@@ -19,17 +19,32 @@ Byte layout (MindSpore 2.10, checked against the real library)::
 * ``str`` values: dims ``[0]``, type ``str``, content UTF-32-LE (``numpy.array(s).tobytes()``).
 * Zero-size tensors: MindSpore writes no record at all (the entry is lost); mindckpt writes one
   record with empty content and reads it back with its shape.
-* The reader accepts any valid protobuf encoding of the same schema (packed dims, unknown
-  fields, several values per message), as MindSpore does, but unlike MindSpore it checks every
-  length against the file, refuses content that does not match its shape and dtype, and finds
-  the CRC trailer by structure, so a tensor whose bytes end in ``crc_num`` is no trap.
+* The reader accepts any valid protobuf encoding of the same schema (packed dims, fields in
+  any order, several values per message), as MindSpore does, but unlike MindSpore it checks
+  every length against the file, refuses content that does not match its shape and dtype, and
+  finds the CRC trailer by structure, so a tensor whose bytes end in ``crc_num`` is no trap.
+* Unknown fields (field numbers or wire types outside the schema above) raise
+  ``FormatError`` by default (``unknown_fields="error"``): MindSpore 2.10 never writes them,
+  and one flipped record-key byte or a garbled CBC block turns a whole record into one, so
+  skipping them (what protobuf and MindSpore do) loses tensors without a word.
+  ``unknown_fields="skip"`` skips them, for files written by other protobuf tools.
+* Speed: records in MindSpore's canonical layout (the one above, every length consistent, the
+  record whole in the read-ahead window) take a fast path, one Python loop iteration each,
+  with no per-record helper objects; anything else goes through the general parser, which
+  handles every valid encoding and names the damage in every invalid one.
+* Hostile files: lengths are checked against the file before anything is allocated; shapes
+  are checked against numpy's limits (at most 64 dims, no negative dims, ``size * itemsize``
+  representable, zero-size tensors included); ``str`` content must be valid UTF-32.  Each
+  failure is a ``FormatError`` naming the file, the byte offset and the parameter.
 """
 
 from __future__ import annotations
 
+import gc
 import math
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from zlib import crc32
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -44,11 +59,14 @@ from ._wire import EGROUP, I32, I64, LEN, SGROUP, VARINT, decode_varint, encode_
 __all__ = [
     "SLICE_BYTES",
     "CRC_MAGIC",
+    "UNKNOWN_FIELDS",
+    "decode_str",
     "write_ckpt",
     "read_ckpt",
     "scan_ckpt",
     "parse_ckpt",
     "content_view",
+    "gc_paused",
     "Entry",
 ]
 
@@ -56,10 +74,28 @@ SLICE_BYTES = 536_870_912  # 512 MiB
 CRC_MAGIC = b"crc_num"
 TRAILER_LEN = len(CRC_MAGIC) + 10
 _COALESCE = 1 << 20  # small records are gathered into writes of about this size
+UNKNOWN_FIELDS = ("error", "skip")  # what the reader does with fields outside the schema
+_FAST_MAX_DIM = 1 << 40  # the fast path takes shapes below this; others go the general way
 _MAP_TYPES = {"int32": np.int32, "float32": np.float32, "float16": np.float16, "float64": np.float64}
 
 
 # --------------------------------------------------------------------------- writing
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while an index of many small entries is built.
+
+    The objects a scan creates hold no cycles, but with a million of them the collector runs
+    again and again over all of them (a third of the time per record); it is re-enabled, as
+    it was, when the block ends."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def content_view(arr: np.ndarray) -> memoryview:
@@ -69,6 +105,23 @@ def content_view(arr: np.ndarray) -> memoryview:
     if not arr.flags.c_contiguous:
         arr = np.ascontiguousarray(arr)
     return arr.reshape(-1).view(np.uint8).data
+
+
+def decode_str(raw: bytes | bytearray, path: str, name: str) -> str:
+    """A ``str`` entry's UTF-32-LE content as MindSpore reads it (``str(np.frombuffer(raw,
+    "<U{n}")[0])``: trailing NULs dropped), refusing what is not UTF-32 with a FormatError."""
+    if len(raw) % 4:
+        raise FormatError(
+            f"Failed to read the checkpoint file {path}: the string entry '{name}' has "
+            f"{len(raw)} bytes, not a whole number of UTF-32 units; the file is damaged: "
+            "restore it from a copy.")
+    try:
+        return bytes(raw).decode("utf-32-le", "surrogatepass").rstrip("\x00")
+    except UnicodeDecodeError as exc:
+        raise FormatError(
+            f"Failed to read the checkpoint file {path}: the string entry '{name}' is not "
+            f"valid UTF-32 ({exc.reason} at byte {exc.start}); the file is damaged: restore it "
+            "from a copy.") from None
 
 
 def _header(tag: bytes, dims: Iterable[int], type_name: bytes, content_len: int) -> bytes:
@@ -177,7 +230,7 @@ def write_ckpt(
 # --------------------------------------------------------------------------- reading
 
 
-@dataclass
+@dataclass(slots=True)
 class Entry:
     """One tensor read from a file: its MindSpore dtype and its array."""
 
@@ -215,10 +268,16 @@ class _Noted:
 
 
 class _Parser:
-    def __init__(self, r: ByteReader, path: str, select: Callable[[str], bool]):
+    def __init__(self, r: ByteReader, path: str, select: Callable[[str], bool],
+                 unknown_fields: str = "error"):
+        if unknown_fields not in UNKNOWN_FIELDS:
+            raise ValueError(f"unknown_fields must be one of {UNKNOWN_FIELDS}, got "
+                             f"{unknown_fields!r}")
         self.r = r
         self.path = path
         self.select = select
+        self.skip_unknown = unknown_fields == "skip"
+        self._types: dict[bytes, tuple[str, T.Type | None] | None] = {}
         self.out: dict[str, Any] = {}
         self.run: _Run | None = None
         self._selected: dict[str, bool] = {}
@@ -254,6 +313,24 @@ class _Parser:
             raise self.fail(f"{what} is cut short ({len(data)} of {n} bytes)", tag)
         return data
 
+    def unknown(self, key: int, key_pos: int, end: int | None, where: str,
+                tag: str | None = None) -> None:
+        """A field outside the schema at ``key_pos``: raise, or skip it (``unknown_fields``)."""
+        if not self.skip_unknown:
+            hint = ""
+            if where == "file":
+                where, hint = "the file's top level", " (where a record key 0a belongs)"
+            raise FormatError(
+                f"Failed to read the checkpoint file {self.path}: unknown protobuf field "
+                f"{key >> 3} (wire type {key & 7}) in {where} at byte {key_pos}{hint}"
+                + (f", parameter '{tag}'" if tag is not None else "")
+                + ". MindSpore 2.10 never writes such fields: the file is damaged (a flipped "
+                "byte, a garbled encrypted block) and skipping the field would drop what it "
+                "holds. Restore the file from a copy; to load what can be read anyway, pass "
+                "unknown_fields='skip' (the skipped bytes are lost)."
+            )
+        self.skip_field(key & 7, end, tag)
+
     def skip_field(self, wire: int, end: int | None, tag: str | None = None) -> None:
         if wire == VARINT:
             self.varint()
@@ -282,14 +359,16 @@ class _Parser:
         return got
 
     # -- the index
-    def check_shape(self, dims: tuple[int, ...], tag: str) -> None:
+    def check_shape(self, dims: tuple[int, ...], tag: str | None, itemsize: int = 16) -> None:
+        """numpy's limits, zero-size shapes included (numpy multiplies the non-zero dims)."""
         if len(dims) > MAX_NDIM:
             raise self.fail(f"a tensor has {len(dims)} dimensions, more than {MAX_NDIM}", tag)
         if any(d >= 1 << 63 for d in dims):
             shown = tuple(d - (1 << 64) if d >= 1 << 63 else d for d in dims)
             raise self.fail(f"negative dimension in shape {shown}", tag)
-        if any(d > _MAX_DIM for d in dims) or math.prod(d for d in dims if d) > _MAX_DIM:
-            raise self.fail(f"shape {dims} is impossibly large", tag)
+        if any(d > _MAX_DIM for d in dims) or \
+                math.prod(d for d in dims if d) * itemsize > _MAX_DIM:
+            raise self.fail(f"shape {dims[:MAX_NDIM]} is impossibly large", tag)
 
     def note(self, tag: str, type_name: str, dims: tuple[int, ...], offset: int, n: int) -> None:
         """Add one record's payload span to the index (consecutive records of a tag join)."""
@@ -298,7 +377,8 @@ class _Parser:
             cur.spans.append(Span(offset, n))
             return
         self.finish_note()
-        self.check_shape(dims, tag)
+        t = T.dtype_of_name(type_name)
+        self.check_shape(dims, tag, t.itemsize if t is not None else 4)
         self._noted = _Noted(tag, type_name, dims, [Span(offset, n)])
 
     def finish_note(self) -> None:
@@ -352,6 +432,9 @@ class _Parser:
                     raise self.fail("bytes follow the CRC trailer")
                 r.crc = body_crc
                 return self.out, int.from_bytes(trailer[len(CRC_MAGIC):], "big")
+            if self.fast():
+                continue
+            kpos = r.pos
             k = self.varint()
             field, wire = k >> 3, k & 7
             if field == 1 and wire == LEN:
@@ -361,13 +444,196 @@ class _Parser:
             elif wire in (SGROUP, EGROUP):
                 raise self.fail("bytes after the last record are neither a record nor a CRC trailer")
             else:
-                self.skip_field(wire, None)
+                self.unknown(k, kpos, None, "file")
+
+    def _type(self, raw: bytes) -> tuple[str, T.Type | None] | None:
+        """``(type name, dtype)`` of a stored type (dtype None for str); None if unknown."""
+        try:
+            return self._types[raw]
+        except KeyError:
+            pass
+        name = raw.decode("utf-8", "replace")
+        dtype = T.dtype_of_name(name)
+        got = (name, dtype) if dtype is not None or name == T.STR_TYPE_NAME else None
+        self._types[raw] = got
+        return got
+
+    def fast(self) -> bool:
+        """Consume the records ahead that are in MindSpore's canonical layout (see the module
+        doc); return whether any was.  Whatever it does not recognise (another field order, a
+        sliced tensor, a repeated name, a damaged length, the trailer) it leaves at the cursor
+        for the general parser, which handles it and names any damage."""
+        r = self.r
+        last = self._noted.tag if self._noted is not None else None
+        entries = self.index.entries
+        out = self.out
+        select = self.select
+        path = self.path
+        positional = r.fd is not None
+        types = self._types
+        done_any = False
+        rec: tuple[str, str, tuple[int, ...], int, int, Any, Any] | None = None
+        while True:
+            buf, i = r.window()
+            n = len(buf)
+            base = r.window_start()
+            start = i
+            refill = False
+            while i < n:
+                # one-byte varints inline (the common case), longer ones through decode_varint
+                try:
+                    if buf[i] != 0x0A:
+                        break
+                    vlen = buf[i + 1]
+                    if vlen < 0x80:
+                        j = i + 2
+                    else:
+                        vlen, j = decode_varint(buf, i + 1)
+                    vend = j + vlen
+                    if buf[j] != 0x0A:
+                        break
+                    tlen = buf[j + 1]
+                    if tlen < 0x80:
+                        j += 2
+                    else:
+                        tlen, j = decode_varint(buf, j + 1)
+                    tag_b = buf[j:j + tlen]
+                    j += tlen
+                    if buf[j] != 0x12:
+                        break
+                    xlen = buf[j + 1]
+                    if xlen < 0x80:
+                        j += 2
+                    else:
+                        xlen, j = decode_varint(buf, j + 1)
+                    if j + xlen != vend:
+                        break
+                    dims_l = []
+                    while buf[j] == 0x08:
+                        d = buf[j + 1]
+                        if d < 0x80:
+                            j += 2
+                        else:
+                            d, j = decode_varint(buf, j + 1)
+                            if d >= _FAST_MAX_DIM:
+                                raise ValueError
+                        dims_l.append(d)
+                    if buf[j] != 0x12:
+                        break
+                    ylen = buf[j + 1]
+                    type_b = bytes(buf[j + 2:j + 2 + ylen])
+                    j += 2 + ylen
+                    if ylen >= 0x80 or buf[j] != 0x1A:
+                        break
+                    clen = buf[j + 1]
+                    if clen < 0x80:
+                        j += 2
+                    else:
+                        clen, j = decode_varint(buf, j + 1)
+                except (IndexError, ValueError):
+                    break
+                if j + clen != vend or len(dims_l) > MAX_NDIM or len(tag_b) != tlen:
+                    break
+                try:
+                    tag = tag_b.decode("utf-8")
+                except UnicodeDecodeError:
+                    break
+                if tag == last:
+                    break  # a slice or a repeat: the general parser joins or refuses it
+                typ = types[type_b] if type_b in types else self._type(type_b)
+                if typ is None:
+                    break
+                type_name, dtype = typ
+                in_window = vend <= n
+                offset = base + j
+                if not in_window and (not positional or offset + clen > r.size):
+                    break
+                dims = tuple(dims_l)
+                if dtype is None:  # str
+                    if clen & 3 or not in_window:
+                        break
+                    if not done_any and (self._noted is not None or self.run is not None):
+                        self.finish_run()
+                        self.finish_note()
+                    wanted = bool(select(tag))
+                    payload = buf[j:vend]
+                    entries[tag] = IndexEntry(tag, "str", None, (), (Span(offset, clen),),
+                                              type_name)
+                    if wanted:
+                        out[tag] = decode_str(payload, path, tag)
+                    rec = (tag, type_name, dims, offset, clen, wanted, payload)
+                    done_any = True
+                    last = tag
+                    i = vend
+                    continue
+                itemsize = dtype.itemsize
+                shape = () if dims == (0,) and clen == itemsize else dims
+                numel = 1
+                for d in shape:
+                    numel *= d
+                if numel * itemsize != clen:
+                    break  # a slice of a larger tensor, or damage: the general parser says which
+                if not done_any and (self._noted is not None or self.run is not None):
+                    self.finish_run()
+                    self.finish_note()
+                wanted = bool(select(tag))
+                entries[tag] = IndexEntry(tag, "tensor", dtype, shape, (Span(offset, clen),),
+                                          type_name)
+                arr = None
+                if in_window:
+                    i = vend
+                    if wanted:
+                        if numel:
+                            arr = np.frombuffer(buf, dtype=dtype.np_dtype, count=numel,
+                                                offset=j).reshape(shape).copy()
+                        else:
+                            arr = np.empty(shape, dtype=dtype.np_dtype)
+                else:
+                    r.consume_to(j)
+                    refill = True
+                    if wanted:
+                        arr = np.empty(shape, dtype=dtype.np_dtype)
+                        if r.readinto(arr.reshape(-1).view(np.uint8).data) != clen:
+                            raise self.fail("tensor content is cut short", tag)
+                    elif r.skip(clen) != clen:
+                        raise self.fail("tensor content is cut short", tag)
+                if wanted:
+                    out[tag] = Entry(dtype, arr)
+                rec = (tag, type_name, dims, offset, clen, wanted, arr)
+                done_any = True
+                last = tag
+                if refill:
+                    break
+            if not refill:
+                if i == start:
+                    break
+                r.consume_to(i)
+        if rec is not None:
+            self._reopen(*rec)
+        return done_any
+
+    def _reopen(self, tag: str, type_name: str, dims: tuple[int, ...], offset: int, clen: int,
+                wanted: bool, value: Any) -> None:
+        """Leave the last fast record open, as the general parser would have, so that a slice
+        or repeat right after it is joined or refused by the same rules."""
+        self._noted = _Noted(tag, type_name, dims, [Span(offset, clen)])
+        self._selected[tag] = wanted
+        if not wanted:
+            return
+        if type_name == T.STR_TYPE_NAME:
+            self.run = _Run(tag, type_name, dims, None, None, None, 0, text=bytearray(value))
+            return
+        arr = cast(np.ndarray, value)
+        dtype = cast(T.Type, T.dtype_of_name(type_name))
+        flat = arr.reshape(-1).view(np.uint8).data if arr.nbytes else None
+        self.run = _Run(tag, type_name, dims, dtype, arr, flat, arr.nbytes, filled=arr.nbytes)
 
     def value(self, end: int) -> None:
         r = self.r
         tag: str | None = None
         pending: tuple[str, tuple[int, ...], bytes, int] | None = None  # tensor before its tag
         while r.pos < end:
+            kpos = r.pos
             k = self.varint()
             field, wire = k >> 3, k & 7
             if field == 1 and wire == LEN:
@@ -390,7 +656,7 @@ class _Parser:
                 self.check_within(n, end, "a map tensor", tag)
                 self.map_tensor(r.pos + n, tag)
             else:
-                self.skip_field(wire, end, tag)
+                self.unknown(k, kpos, end, "a record", tag)
         if r.pos != end:
             raise self.fail("a record's fields overrun its length", tag)
         if pending is not None:
@@ -407,6 +673,7 @@ class _Parser:
         dims: list[int] = []
         type_name: str | None = None
         while r.pos < end:
+            kpos = r.pos
             k = self.varint()
             field, wire = k >> 3, k & 7
             if field == 1 and wire == VARINT:
@@ -426,7 +693,7 @@ class _Parser:
                 self.check_within(n, end, "tensor content", tag)
                 return dims, type_name, n
             else:
-                self.skip_field(wire, end, tag)
+                self.unknown(k, kpos, end, "a tensor", tag)
         return dims, type_name, None
 
     def tensor(self, end: int, tag: str) -> None:
@@ -536,10 +803,9 @@ class _Parser:
         if run is None:
             return
         if run.text is not None:
-            n = len(run.text) // 4
             if len(run.text) % 4:
                 raise self.fail("a string's content is not a whole number of UTF-32 units", run.tag)
-            self.out[run.tag] = str(np.frombuffer(bytes(run.text), dtype=f"<U{max(n, 1)}")[0]) if n else ""
+            self.out[run.tag] = decode_str(run.text, self.path, run.tag)
             return
         if run.filled != run.nbytes:
             raise self.fail(
@@ -551,6 +817,7 @@ class _Parser:
         r = self.r
         parts: list[np.ndarray] = []
         while r.pos < end:
+            kpos = r.pos
             k = self.varint()
             field, wire = k >> 3, k & 7
             if field == 1 and wire == LEN:
@@ -560,12 +827,14 @@ class _Parser:
                 np_t = _MAP_TYPES.get(type_name)
                 if np_t is None:
                     raise self.fail(f"unknown map tensor type {type_name!r}", tag)
-                a = np.frombuffer(content, dtype=np.dtype(np_t).newbyteorder("<"))
-                if a.size != math.prod(dims):
-                    raise self.fail(f"map tensor part does not match its shape {dims}", tag)
-                parts.append(a.reshape(dims).copy())
+                dt = np.dtype(np_t).newbyteorder("<")
+                self.check_shape(dims, tag, dt.itemsize)
+                if len(content) != math.prod(dims) * dt.itemsize:
+                    raise self.fail(f"map tensor part of {len(content)} bytes does not match "
+                                    f"its shape {dims}", tag)
+                parts.append(np.frombuffer(content, dtype=dt).reshape(dims).copy())
             else:
-                self.skip_field(wire, end, tag)
+                self.unknown(k, kpos, end, "a map tensor", tag)
         if tag is None:
             raise self.fail("a map tensor has no name")
         self.finish_run()
@@ -585,24 +854,28 @@ def read_ckpt(
     select: Callable[[str], bool] = lambda _name: True,
     *,
     crc_check: bool = False,
+    unknown_fields: str = "error",
 ) -> dict[str, Entry | str | list]:
     """Parse a plain ``.ckpt`` body from ``reader``; keep the names ``select`` accepts.
 
     Returns ``{name: Entry | str | list}`` in file order.  With ``crc_check`` the reader must
     track the CRC (``ByteReader(track_crc=True)``); a missing or wrong trailer raises
-    ``ChecksumError``.
+    ``ChecksumError``.  ``unknown_fields``: ``"error"`` (default) or ``"skip"`` (module doc).
     """
-    return parse_ckpt(reader, path, select, crc_check=crc_check)[0]
+    return parse_ckpt(reader, path, select, crc_check=crc_check,
+                      unknown_fields=unknown_fields)[0]
 
 
-def scan_ckpt(reader: ByteReader, path: str, *, crc_check: bool = False) -> Index:
+def scan_ckpt(reader: ByteReader, path: str, *, crc_check: bool = False,
+              unknown_fields: str = "error") -> Index:
     """The :class:`Index` of a ``.ckpt`` body: names, types, shapes and payload spans.
 
     Over a positional source no payload byte is read (record headers only), unless
     ``crc_check`` asks for the CRC, which covers every byte.  Every length is checked as in
     :func:`read_ckpt`.
     """
-    return parse_ckpt(reader, path, lambda _n: False, crc_check=crc_check)[1]
+    return parse_ckpt(reader, path, lambda _n: False, crc_check=crc_check,
+                      unknown_fields=unknown_fields)[1]
 
 
 def parse_ckpt(
@@ -611,10 +884,12 @@ def parse_ckpt(
     select: Callable[[str], bool],
     *,
     crc_check: bool = False,
+    unknown_fields: str = "error",
 ) -> tuple[dict[str, Entry | str | list], Index]:
     """One pass: the selected entries filled, and the index of all of them."""
-    parser = _Parser(reader, path, select)
-    out, stored = parser.parse()
+    parser = _Parser(reader, path, select, unknown_fields)
+    with gc_paused():
+        out, stored = parser.parse()
     index = parser.index
     index.crc = stored
     index.size = reader.pos

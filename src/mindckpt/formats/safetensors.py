@@ -13,12 +13,30 @@ atomic sink.  Tests cross-check both directions against the ``safetensors`` pack
 MindSpore's ``crc_num`` is ``crc32`` chained over each name (UTF-8) and ``bytes(array)`` in
 sorted-name order.  For a 0-d integer array ``bytes(array)`` is *value* zero bytes, not the
 element, and mindckpt reproduces that so MindSpore's ``crc_check=True`` accepts its files.
+
+``crc_num`` covers names and payload bytes, not dtypes, shapes or offsets: a header edited from
+``F32`` to ``I32``, or from shape ``[2, 3]`` to ``[3, 2]``, passes it.  So with ``crc=True``
+mindckpt also writes ``mindckpt_header_crc32`` (:data:`HEADER_CRC_KEY`) in ``__metadata__``:
+the decimal ``crc32`` of :func:`header_digest_input`, a canonical JSON of the metadata (less
+this key and ``crc_num``) and of every entry's name, dtype, shape and offsets, in name order.
+MindSpore ignores metadata keys it does not know (checked against MindSpore 2.10, including
+``crc_check=True``).  Canonical rather than raw bytes, so a tool that re-serializes the header
+(the ``safetensors`` library writes metadata keys in hash order) keeps it valid.  The scan
+verifies it whenever it is present, with or without ``crc_check`` (it costs one pass over the
+header, which the scan parses anyway); a mismatch is a ``ChecksumError``.  Like ``crc_num`` it
+detects damage and careless edits, not a forger, who can recompute both.
+
+Hostile headers: the length is bounded by the file and 100 MB before it is read; nesting
+deeper than the format needs is refused before ``json.loads`` recurses; every shape is checked
+against numpy's limits (at most 64 dims, ``size * itemsize`` representable, zero-size tensors
+included) and every span against the data; each failure is a ``FormatError`` naming the file
+and the tensor.
 """
 
 from __future__ import annotations
 
 import json
-import math
+import re
 import zlib
 from collections.abc import Callable, Iterable
 from typing import Any, cast
@@ -27,10 +45,11 @@ import numpy as np
 
 from .. import tensor as T
 from ..errors import ChecksumError, FormatError
-from .ckpt import Entry, content_view
+from .ckpt import Entry, content_view, gc_paused
 from .records import Index, IndexEntry, Record, Span
 
-__all__ = ["write_safetensors", "scan_safetensors", "read_safetensors", "check_crc", "ms_crc"]
+__all__ = ["write_safetensors", "scan_safetensors", "read_safetensors", "check_crc", "ms_crc",
+           "HEADER_CRC_KEY", "header_digest_input", "header_crc"]
 
 MAX_HEADER = 100_000_000
 _ENUM_ORDER = ["BOOL", "U8", "I8", "F8_E5M2", "F8_E4M3", "I16", "U16", "F16", "BF16", "I32",
@@ -39,6 +58,10 @@ _RANK = {code: i for i, code in enumerate(_ENUM_ORDER)}
 _ZERO_RUN_LIMIT = 1 << 26
 _MAX_DEPTH = 8  # the format needs 3 levels: header, entry, shape/offsets
 _MAX_DIM = 1 << 62
+MAX_NDIM = 64
+HEADER_CRC_KEY = "mindckpt_header_crc32"
+_NOT_COVERED = (HEADER_CRC_KEY, "crc_num")  # crc_num has its own check
+_BATCH = 1 << 20  # small payloads are read in windows of about this size
 
 
 def _crc_piece(arr: Any, crc: int) -> int:
@@ -57,6 +80,22 @@ def ms_crc(items: Iterable[tuple[str, np.ndarray]]) -> int:
         crc = zlib.crc32(name.encode("utf-8"), crc)
         crc = _crc_piece(arr, crc)
     return crc
+
+
+def header_digest_input(meta: dict[str, str],
+                        entries: Iterable[tuple[str, str, Any, int, int]]) -> bytes:
+    """What :data:`HEADER_CRC_KEY` covers: ``[metadata items, [[name, dtype, shape, start,
+    end], ...]]`` as compact JSON, metadata (less ``crc_num`` and the key itself) and entries
+    sorted by name, offsets relative to the data."""
+    doc = [sorted((k, v) for k, v in meta.items() if k not in _NOT_COVERED),
+           sorted([name, code, list(shape), start, end] for name, code, shape, start, end
+                  in entries)]
+    return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def header_crc(meta: dict[str, str], entries: Iterable[tuple[str, str, Any, int, int]]) -> int:
+    """The value of :data:`HEADER_CRC_KEY` for this metadata and these entries."""
+    return zlib.crc32(header_digest_input(meta, entries))
 
 
 def _code(name: str, value: Any, dtype: T.Type | None) -> tuple[str, tuple[int, ...], int]:
@@ -106,6 +145,10 @@ def write_safetensors(
         header[name] = {"dtype": code, "shape": list(shape),
                         "data_offsets": [offset, offset + nbytes]}
         offset += nbytes
+    if crc and items:
+        meta[HEADER_CRC_KEY] = str(header_crc(
+            meta, ((k, v["dtype"], v["shape"], *v["data_offsets"])
+                   for k, v in header.items() if k != "__metadata__")))
     blob = json.dumps(header, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     blob += b" " * (-len(blob) % 8)
     sink.write(len(blob).to_bytes(8, "little") + blob)
@@ -132,50 +175,66 @@ def _fail(path: str, what: str) -> FormatError:
     )
 
 
+_STRUCT = bytes(range(256)).translate(None, b'{}[]"\\')  # all bytes but these six
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)
+
+
 def _no_deep_nesting(raw: bytes, path: str) -> None:
-    """Refuse JSON nested deeper than the format needs, before ``json.loads`` recurses."""
-    depth = 0
-    in_str = False
-    esc = False
-    for ch in raw:
-        if in_str:
-            if esc:
-                esc = False
-            elif ch == 0x5C:
-                esc = True
-            elif ch == 0x22:
-                in_str = False
-        elif ch == 0x22:
-            in_str = True
-        elif ch in (0x7B, 0x5B):
-            depth += 1
-            if depth > _MAX_DEPTH:
-                raise _fail(path, f"the header nests deeper than {_MAX_DEPTH} levels")
-        elif ch in (0x7D, 0x5D):
-            depth -= 1
+    """Refuse JSON nested deeper than the format needs, before ``json.loads`` recurses.
+
+    At C speed: keep only brackets, quotes and backslashes, drop the strings, then remove
+    innermost bracket pairs ``_MAX_DEPTH`` times; whatever is left nests deeper or does not
+    balance."""
+    rest = raw.translate(None, _STRUCT)
+    # strings: with no escapes in the header every string is now '""'
+    rest = _STRING.sub(b"", rest) if b"\\" in rest else rest.replace(b'""', b"")
+    for _ in range(_MAX_DEPTH):
+        if not rest:
+            return
+        # one level: every innermost pair at once (marked first so that '{[]}' loses one)
+        rest = rest.replace(b"[]", b"\0").replace(b"{}", b"\0").replace(b"\0", b"")
+    if rest:
+        raise _fail(path, f"the header nests deeper than {_MAX_DEPTH} levels or its brackets "
+                          "do not balance")
 
 
-def scan_safetensors(source: Any, path: str) -> Index:
-    """The :class:`Index` of a safetensors file from its header alone (no payload is read).
-
-    ``source`` has ``size`` and ``pread(n, offset)``.  Every entry is checked: known dtype,
-    shape of non-negative ints (at most 64 dims), offsets inside the data, spans matching the
-    shapes, no gaps or overlaps.
-    """
+def _read_header(source: Any, path: str) -> tuple[int, bytes]:
     size = source.size
     if size < 8:
         raise _fail(path, f"the file has {size} bytes, fewer than the 8-byte header length")
-    n = int.from_bytes(source.pread(8, 0), "little")
+    head = bytearray(8)
+    if source.readinto(memoryview(head), 0) != 8:
+        raise _fail(path, "the 8-byte header length is cut short")
+    n = int.from_bytes(head, "little")
     if n > MAX_HEADER or 8 + n > size:
         raise _fail(path, f"header length {n} exceeds the file size {size} or 100 MB")
-    raw = source.pread(n, 8)
-    if len(raw) != n:
+    raw = bytearray(n)
+    if source.readinto(memoryview(raw), 8) != n:
         raise _fail(path, "the header is cut short")
+    return n, bytes(raw)
+
+
+def scan_safetensors(source: Any, path: str, *, verify_header: bool = True) -> Index:
+    """The :class:`Index` of a safetensors file from its header alone (no payload is read).
+
+    ``source`` has ``size`` and ``readinto(view, offset)`` (which fills the view unless the
+    file ends).  Every entry is checked: known dtype, shape of non-negative ints (at most 64
+    dims, ``size * itemsize`` representable), offsets inside the data, spans matching the
+    shapes, no gaps or overlaps.  ``verify_header``: check :data:`HEADER_CRC_KEY` when the
+    file has it (module doc); False skips that check only.
+    """
+    with gc_paused():
+        return _scan(source, path, verify_header)
+
+
+def _scan(source: Any, path: str, verify_header: bool) -> Index:
+    size = source.size
+    n, raw = _read_header(source, path)
     _no_deep_nesting(raw, path)
     try:
         header = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
-        raise _fail(path, f"the header is not valid JSON ({e})") from None
+        raise _fail(path, f"the header is not valid JSON ({str(e)[:200]})") from None
     if not isinstance(header, dict):
         raise _fail(path, "the header is not a JSON object")
     meta = header.pop("__metadata__", None) or {}
@@ -183,37 +242,66 @@ def scan_safetensors(source: Any, path: str) -> Index:
         raise _fail(path, "__metadata__ must map strings to strings")
     data_start = 8 + n
     data_len = size - data_start
-    spans: list[tuple[int, int, str]] = []
     index = Index(format="safetensors", metadata=meta, data_start=data_start, size=size)
-    for name, info in sorted(header.items()):
+    entries = index.entries
+    names = sorted(header)
+    starts: list[int] = []
+    ends: list[int] = []
+    codes: dict[Any, tuple[T.Type, int] | None] = {}
+    int4 = [k for k, v in meta.items() if v == "Int4"]
+    for name in names:
+        info = header[name]
         try:
-            code, shape, (start, end) = info["dtype"], tuple(info["shape"]), info["data_offsets"]
+            code = info["dtype"]
+            shape_l = info["shape"]
+            start, end = info["data_offsets"]
         except (KeyError, TypeError, ValueError):
             raise _fail(path, f"tensor '{name}' lacks dtype, shape or data_offsets") from None
-        dtype = T.dtype_of_st(code) if isinstance(code, str) else None
-        if dtype is None:
-            raise _fail(path, f"tensor '{name}' has unsupported dtype {code!r}")
-        if meta.get(name) == "Int4" and dtype is T.int8:
-            dtype = T.qint4x2
-        if not all(type(d) is int and 0 <= d <= _MAX_DIM for d in shape) or len(shape) > 64:
-            raise _fail(path, f"tensor '{name}' has an invalid shape {list(shape)[:70]}")
+        try:
+            known = codes[code]
+        except (KeyError, TypeError):
+            t = T.dtype_of_st(code) if isinstance(code, str) else None
+            known = (t, t.itemsize) if t is not None else None
+            if isinstance(code, str):
+                codes[code] = known
+        if known is None:
+            raise _fail(path, f"tensor '{name}' has unsupported dtype {str(code)[:40]!r}")
+        dtype, itemsize = known
+        if type(shape_l) is not list or len(shape_l) > MAX_NDIM:
+            raise _fail(path, f"tensor '{name}' has an invalid shape {str(shape_l)[:200]} "
+                              f"(a list of at most {MAX_NDIM} non-negative ints)")
+        numel = 1
+        nonzero = 1
+        for d in shape_l:
+            if type(d) is not int or not 0 <= d <= _MAX_DIM:
+                raise _fail(path, f"tensor '{name}' has an invalid shape {str(shape_l)[:200]}")
+            numel *= d
+            if d:
+                nonzero *= d
+        if nonzero * itemsize > _MAX_DIM:
+            raise _fail(path, f"tensor '{name}' has an impossibly large shape {shape_l}")
         if not (type(start) is int and type(end) is int and 0 <= start <= end <= data_len):
-            raise _fail(path, f"tensor '{name}' has offsets {[start, end]} outside the data "
-                              f"({data_len} bytes)")
-        need = math.prod(shape) * dtype.itemsize
-        if end - start != need:
+            raise _fail(path, f"tensor '{name}' has offsets {str([start, end])[:100]} outside "
+                              f"the data ({data_len} bytes)")
+        if end - start != numel * itemsize:
             raise _fail(path, f"tensor '{name}' spans {end - start} bytes but shape "
-                              f"{list(shape)} {code} needs {need}")
-        spans.append((start, end, name))
-        index.entries[name] = IndexEntry(name, "tensor", dtype, shape,
-                                         (Span(data_start + start, end - start),), code)
-    spans.sort()
+                              f"{shape_l} {code} needs {numel * itemsize}")
+        starts.append(start)
+        ends.append(end)
+        entries[name] = IndexEntry(name, "tensor", dtype, tuple(shape_l),
+                                   (Span(data_start + start, end - start),), code)
+    for name in int4:
+        e = entries.get(name)
+        if e is not None and e.dtype is T.int8:
+            entries[name] = IndexEntry(name, "tensor", T.qint4x2, e.shape, e.spans, e.type_name)
     pos = 0
-    for start, end, name in spans:
-        if start != pos:
-            raise _fail(path, f"tensor '{name}' starts at {start}, expected {pos} "
+    width = data_len + 1  # order by (start, end): a zero-size tensor before its neighbour
+    keys = [st * width + en for st, en in zip(starts, ends, strict=True)]
+    for k in sorted(range(len(names)), key=keys.__getitem__):
+        if starts[k] != pos:
+            raise _fail(path, f"tensor '{names[k]}' starts at {starts[k]}, expected {pos} "
                               "(overlapping or gapped data)")
-        pos = end
+        pos = ends[k]
     if pos != data_len:
         raise _fail(path, f"{data_len - pos} bytes follow the last tensor")
     if "crc_num" in meta:
@@ -221,6 +309,18 @@ def scan_safetensors(source: Any, path: str) -> Index:
             index.crc = int(meta["crc_num"])
         except ValueError:
             raise _fail(path, f"crc_num {meta['crc_num'][:40]!r} is not a number") from None
+    stored = meta.get(HEADER_CRC_KEY)
+    if stored is not None and verify_header:
+        actual = header_crc(meta, ((k, header[k]["dtype"], header[k]["shape"], starts[i],
+                                    ends[i]) for i, k in enumerate(names)))
+        if stored != str(actual):
+            raise ChecksumError(
+                f"For 'load_checkpoint', the safetensors file {path} fails its header check: "
+                f"{HEADER_CRC_KEY} is {stored[:40]} but the header's names, dtypes, shapes and "
+                f"offsets give {actual}, so a dtype, shape or offset was changed after the file "
+                "was written (payload bytes would be read as the wrong type or layout). "
+                "Restore the file from a copy."
+            )
     return index
 
 
@@ -247,25 +347,54 @@ def read_safetensors(
     select: Callable[[str], bool] = lambda _n: True,
     *,
     crc_check: bool = False,
+    verify_header: bool = True,
 ) -> tuple[dict[str, Entry], dict[str, str]]:
-    """Read a safetensors file from ``source`` (``size``, ``pread(n, offset)``,
-    ``readinto(view, offset)``).
+    """Read a safetensors file from ``source`` (``size``, ``readinto(view, offset)``).
 
-    Returns ``({name: Entry}, metadata)``, names sorted as MindSpore returns them.
+    Returns ``({name: Entry}, metadata)``, names sorted as MindSpore returns them.  Payloads
+    go straight into their arrays; small ones are read a window of about 1 MiB at a time.
     """
-    index = scan_safetensors(source, path)
-    out: dict[str, Entry] = {}
-    for e in index:
-        if not crc_check and not select(e.name):  # the CRC covers every tensor: read them all
-            continue
-        dtype = cast(T.Type, e.dtype)
-        arr = np.empty(e.shape, dtype=dtype.np_dtype)
-        if e.nbytes:
-            mv = arr.reshape(-1).view(np.uint8).data
-            if source.readinto(mv, e.spans[0].offset) != e.nbytes:
-                raise _fail(path, f"tensor '{e.name}' is cut short")
-        out[e.name] = Entry(dtype, arr)
+    index = scan_safetensors(source, path, verify_header=verify_header)
+    chosen = [e for e in index if crc_check or select(e.name)]  # the CRC covers every tensor
+    arrays: dict[str, np.ndarray] = {}
+    with gc_paused():
+        batch: list[IndexEntry] = []
+        for e in sorted(chosen, key=lambda x: x.spans[0].offset):
+            if e.nbytes >= _BATCH // 16:
+                _read_batch(source, path, batch, arrays)
+                batch = []
+                arr = np.empty(e.shape, dtype=cast(T.Type, e.dtype).np_dtype)
+                if source.readinto(arr.reshape(-1).view(np.uint8).data,
+                                   e.spans[0].offset) != e.nbytes:
+                    raise _fail(path, f"tensor '{e.name}' is cut short")
+                arrays[e.name] = arr
+                continue
+            if batch and e.spans[0].offset + e.nbytes - batch[0].spans[0].offset > _BATCH:
+                _read_batch(source, path, batch, arrays)
+                batch = []
+            batch.append(e)
+        _read_batch(source, path, batch, arrays)
+        out = {e.name: Entry(cast(T.Type, e.dtype), arrays[e.name]) for e in chosen}
     if crc_check:
         check_crc(path, index, ((k, en.array) for k, en in out.items()))
         out = {k: en for k, en in out.items() if select(k)}
     return out, index.metadata
+
+
+def _read_batch(source: Any, path: str, batch: list[IndexEntry],
+                arrays: dict[str, np.ndarray]) -> None:
+    """Read the small payloads of ``batch`` (consecutive in the file) with one read."""
+    if not batch:
+        return
+    lo = batch[0].spans[0].offset
+    hi = batch[-1].spans[0].offset + batch[-1].nbytes
+    window = bytearray(hi - lo)
+    if source.readinto(memoryview(window), lo) != hi - lo:
+        raise _fail(path, f"tensor '{batch[-1].name}' is cut short")
+    for e in batch:
+        np_dtype = cast(T.Type, e.dtype).np_dtype
+        if e.nbytes:
+            arrays[e.name] = np.frombuffer(window, dtype=np_dtype, count=e.numel,
+                                           offset=e.spans[0].offset - lo).reshape(e.shape).copy()
+        else:
+            arrays[e.name] = np.empty(e.shape, dtype=np_dtype)
