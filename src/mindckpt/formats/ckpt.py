@@ -598,7 +598,7 @@ class _Parser:
                     elif r.skip(clen) != clen:
                         raise self.fail("tensor content is cut short", tag)
                 if wanted:
-                    out[tag] = Entry(dtype, arr)
+                    out[tag] = Entry(dtype, cast(np.ndarray, arr))
                 rec = (tag, type_name, dims, offset, clen, wanted, arr)
                 done_any = True
                 last = tag

@@ -291,9 +291,9 @@ def _scan(source: Any, path: str, verify_header: bool) -> Index:
         entries[name] = IndexEntry(name, "tensor", dtype, tuple(shape_l),
                                    (Span(data_start + start, end - start),), code)
     for name in int4:
-        e = entries.get(name)
-        if e is not None and e.dtype is T.int8:
-            entries[name] = IndexEntry(name, "tensor", T.qint4x2, e.shape, e.spans, e.type_name)
+        ent = entries.get(name)
+        if ent is not None and ent.dtype is T.int8:
+            entries[name] = IndexEntry(name, "tensor", T.qint4x2, ent.shape, ent.spans, ent.type_name)
     pos = 0
     width = data_len + 1  # order by (start, end): a zero-size tensor before its neighbour
     keys = [st * width + en for st, en in zip(starts, ends, strict=True)]
