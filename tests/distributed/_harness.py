@@ -18,6 +18,19 @@ from typing import Any, Callable
 
 import numpy as np
 
+# Import in the parent what every rank needs, so that the forked ranks start warm: DTensor's
+# first operation imports torch._dynamo (3 s per process on 2 cores otherwise).
+try:
+    import torch
+    import torch._dynamo  # noqa: F401
+    import torch.distributed.device_mesh  # noqa: F401
+    import torch.distributed.tensor  # noqa: F401
+except ImportError:  # torch without distributed: the tests skip
+    torch = None  # type: ignore[assignment]
+import mindckpt.parallel.load  # noqa: E402,F401
+import mindckpt.parallel.save  # noqa: E402,F401
+import mindckpt.storage.urls  # noqa: E402,F401
+
 _ctx = mp.get_context("fork")
 
 

@@ -423,14 +423,27 @@ def _st_header(items: Sequence[_Item], remove_redundancy: bool | None) -> bytes:
     return cap.header or b""
 
 
-def _with_crc(header: bytes, crc: int) -> bytes:
-    """``header`` with MindSpore's ``crc_num`` added last to its metadata (where
-    ``write_safetensors`` puts it; offsets are relative to the data, so they are unchanged)."""
-    doc = json.loads(header[8:].decode("utf-8"))
-    doc["__metadata__"]["crc_num"] = str(crc)
-    blob = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-    blob += b" " * (-len(blob) % 8)
-    return len(blob).to_bytes(8, "little") + blob
+class _NullSink:
+    def write(self, data: Any) -> None:
+        pass
+
+
+class _Lazy:
+    """A value that is gathered when a writer converts it (``numpy.asarray``); ranks that do
+    not write get a zero-stride placeholder of the right shape and dtype."""
+
+    __slots__ = ("item", "gatherer")
+
+    def __init__(self, item: _Item, gatherer: _Gatherer):
+        self.item = item
+        self.gatherer = gatherer
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        arr = self.gatherer.gather(self.item)
+        if not isinstance(arr, np.ndarray):
+            arr = np.broadcast_to(np.zeros((), dtype=self.item.type.np_dtype),
+                                  cast(tuple, self.item.full_shape))
+        return arr if dtype is None else arr.astype(dtype, copy=False)
 
 
 def _data_order(header: bytes) -> list[str]:
@@ -452,18 +465,9 @@ def _save_integrated(plan: list[_Item], local: Mapping[str, Any], comm: Comm, st
         if strs:
             raise TypeError(f"Cannot save '{strs[0]}' as safetensors: str values are not "
                             "supported by the safetensors format; save with format='ckpt'.")
-        header = _st_header(plan, True if opt.remove_redundancy else None)
-        order = _data_order(header)
-        if opt.crc_check:
-            crc = 0
-            for name in sorted(by_name):  # MindSpore's crc_num: sorted names, values chained
-                arr = g.gather(by_name[name])
-                if writes:
-                    import zlib
-
-                    crc = zlib.crc32(name.encode("utf-8"), crc)
-                    crc = _st._crc_piece(arr, crc)
-            header = _with_crc(header, crc)
+        rr = True if opt.remove_redundancy else None
+        header = b"" if opt.crc_check else _st_header(plan, rr)
+        order = _data_order(header) if header else []
     w: Any = None
     if writes:
         try:
@@ -474,7 +478,16 @@ def _save_integrated(plan: list[_Item], local: Mapping[str, Any], comm: Comm, st
             error, w = e, None
     sink = _GuardedSink(w) if w is not None else None
     try:
-        if opt.fmt == "safetensors":
+        if opt.fmt == "safetensors" and opt.crc_check:
+            # crc_num covers every value before the header is written: the real writer runs
+            # over lazy values on every rank in lockstep (each value is gathered when the
+            # writer touches it, at most one at a time in memory)
+            lazy = [Record(it.name, _Lazy(it, g),
+                           T.dtype_of_name(it.override) if it.override else None)
+                    for it in plan]
+            _st.write_safetensors(sink if sink is not None else _NullSink(), lazy, crc=True,
+                                  remove_redundancy=rr)
+        elif opt.fmt == "safetensors":
             if sink is not None:
                 sink.write(header)
             for name in order:
