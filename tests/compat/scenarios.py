@@ -259,6 +259,28 @@ out += [first is lazy, first.asnumpy().tolist(), err(lambda: lazy.init_data()),
         err(lambda: ms.Tensor(np.ones(2), init=I.One())),
         ms.Parameter(initializer("normal", (2, 2)), name="w").init_data().name]
 """,
+    "reprs": r"""
+import re
+cells = [nn.Dense(2, 3), nn.Dense(2, 3, has_bias=False), nn.Conv1d(3, 4, 5),
+         nn.Conv2d(3, 4, (2, 3), has_bias=True, pad_mode="valid"), nn.Conv2d(3, 4, 3, stride=2),
+         nn.BatchNorm1d(6), nn.BatchNorm2d(6, affine=False, momentum=0.99), nn.LayerNorm((5,)),
+         nn.Embedding(10, 4), nn.Embedding(10, 4, padding_idx=1), nn.ReLU(), nn.Flatten(),
+         nn.MaxPool2d(kernel_size=2, stride=2), nn.SequentialCell([nn.Dense(2, 3), nn.ReLU()]),
+         nn.CellList([nn.Dense(2, 3)]), nn.Cell()]
+
+class Net(nn.Cell):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Dense(2, 2)
+        self.seq = nn.SequentialCell(OrderedDict([("a", nn.Dense(2, 2)), ("b", nn.ReLU())]))
+        self.bn = nn.BatchNorm2d(2)
+
+def norm(text):  # initializer objects print their module and address
+    return re.sub(r"<[\w.]+\.(\w+) object at 0x[0-9a-fA-F]+>", r"<\1>", text)
+
+bn = nn.BatchNorm2d(3, momentum=0.7)
+out = [norm(repr(c)) for c in cells] + [norm(str(Net())), round(bn.momentum, 12)]
+""",
     "tensor_conversions": """
 t = ms.Tensor(np.arange(6, dtype=np.int32).reshape(2, 3))
 a = [tinfo(x) for x in (t.float(), t.half(), t.double(), t.long(), t.bool(), t.bfloat16(),

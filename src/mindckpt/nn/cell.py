@@ -397,8 +397,32 @@ class Cell:
     def __call__(self, *inputs: Any, **kwargs: Any) -> Any:
         return self.construct(*inputs, **kwargs)
 
+    def extend_repr(self) -> str:
+        """This cell's own description in ``repr`` (overridden by layers), as MindSpore's."""
+        return ""
+
     def __repr__(self) -> str:
-        return f"{type(self).__name__}<>"
+        extra = self.extend_repr()
+        extra_lines = extra.split("\n") if extra else []
+        child_lines = [f"({key}): {_addindent(repr(cell), 2)}"
+                       for key, cell in self.__dict__["_cells"].items()]
+        lines = extra_lines + child_lines
+        text = type(self).__name__ + "("
+        if lines:
+            if len(extra_lines) == 1 and not child_lines:
+                text += extra_lines[0]
+            else:
+                text += "\n  " + "\n  ".join(lines) + "\n"
+        return text + ")"
+
+    __str__ = __repr__
+
+
+def _addindent(text: str, spaces: int) -> str:
+    lines = text.split("\n")
+    if len(lines) == 1:
+        return text
+    return lines[0] + "\n" + "\n".join(" " * spaces + line for line in lines[1:])
 
 
 def _assign(target: Tensor, value: Tensor) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ..common.initializer import Uniform, initializer
+from ..common.initializer import HeUniform, Uniform, initializer
 from ..tensor import Parameter, Tensor, _as_type, float32
 from .cell import Cell
 
@@ -24,12 +24,13 @@ __all__ = ["Dense", "Conv1d", "Conv2d", "BatchNorm1d", "BatchNorm2d", "LayerNorm
            "ReLU", "Flatten", "MaxPool2d"]
 
 
-def _init(init: Any, shape: tuple[int, ...], dtype: Any, bound: float | None = None) -> Tensor:
-    """A layer's initial value: MindSpore's ``weight_init``/``bias_init`` forms, or
-    uniform in +-``bound`` when ``init`` is None."""
-    if init is None:
-        init = Uniform(bound if bound is not None else 0.0)
+def _init(init: Any, shape: tuple[int, ...], dtype: Any) -> Tensor:
+    """A layer's initial value from MindSpore's ``weight_init``/``bias_init`` forms."""
     return initializer(init, shape, dtype if dtype is not None else float32)
+
+
+def _default_weight_init(init: Any) -> Any:
+    return HeUniform(math.sqrt(5)) if init is None else init  # MindSpore's default
 
 
 def _fan_bound(fan_in: int) -> float:
@@ -70,12 +71,22 @@ class Dense(Cell):
         _check_channels(in_channels, "in_channels", "Dense")
         _check_channels(out_channels, "out_channels", "Dense")
         self.in_channels, self.out_channels = in_channels, out_channels
-        bound = _fan_bound(in_channels)
-        self.weight = Parameter(_init(weight_init, (out_channels, in_channels), dtype, bound),
-                                name="weight")
+        self.activation, self.activation_flag = activation, activation is not None
+        self.weight = Parameter(_init(_default_weight_init(weight_init),
+                                      (out_channels, in_channels), dtype), name="weight")
         self.has_bias = has_bias
         if has_bias:
-            self.bias = Parameter(_init(bias_init, (out_channels,), dtype, bound), name="bias")
+            if bias_init is None:
+                bias_init = Uniform(_fan_bound(in_channels))
+            self.bias = Parameter(_init(bias_init, (out_channels,), dtype), name="bias")
+
+    def extend_repr(self) -> str:
+        s = f"input_channels={self.in_channels}, output_channels={self.out_channels}"
+        if self.has_bias:
+            s += f", has_bias={self.has_bias}"
+        if self.activation_flag:
+            s += f", activation={self.activation}"
+        return s
 
     def construct(self, x: Any) -> np.ndarray:
         y = np.asarray(x) @ self.weight.asnumpy().T
@@ -87,11 +98,21 @@ class _Conv(Cell):
               has_bias: bool, weight_init: Any, bias_init: Any, dtype: Any) -> None:
         _check_group(in_channels, out_channels, group)
         shape = (out_channels, in_channels // group, *kernel)
-        bound = _fan_bound((in_channels // group) * kernel[0] * kernel[1])
-        self.weight = Parameter(_init(weight_init, shape, dtype, bound), name="weight")
+        self.weight_init = _default_weight_init(weight_init)
+        self.weight = Parameter(_init(self.weight_init, shape, dtype), name="weight")
         self.has_bias = has_bias
+        self.bias_init = bias_init
         if has_bias:
-            self.bias = Parameter(_init(bias_init, (out_channels,), dtype, bound), name="bias")
+            if bias_init is None:
+                self.bias_init = Uniform(_fan_bound((in_channels // group) * kernel[0] * kernel[1]))
+            self.bias = Parameter(_init(self.bias_init, (out_channels,), dtype), name="bias")
+
+    def extend_repr(self) -> str:
+        return (f"input_channels={self.in_channels}, output_channels={self.out_channels}, "
+                f"kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"pad_mode={self.pad_mode}, padding={self.padding}, dilation={self.dilation}, "
+                f"group={self.group}, has_bias={self.has_bias}, weight_init={self.weight_init}, "
+                f"bias_init={self.bias_init}, format={self.data_format}")
 
 
 class Conv1d(_Conv):
@@ -107,8 +128,10 @@ class Conv1d(_Conv):
             raise TypeError("For 'Conv1d', the type of 'kernel_size' should be 'int', but got "
                             f"type '{type(kernel_size).__name__}'.")
         self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size, self.stride, self.pad_mode = kernel_size, stride, pad_mode
-        self.padding, self.dilation, self.group = padding, dilation, group
+        # stored as MindSpore's Conv1d stores them (a 2-D convolution over (1, width))
+        self.kernel_size, self.stride, self.pad_mode = (1, kernel_size), (1, stride), pad_mode
+        self.padding, self.dilation, self.group = (0, 0, padding, padding), (1, dilation), group
+        self.data_format = "NCHW"
         self._make(in_channels, out_channels, (1, kernel_size), group, has_bias, weight_init,
                    bias_init, dtype)
 
@@ -123,8 +146,8 @@ class Conv2d(_Conv):
         super().__init__()
         kernel = _pair(kernel_size)
         self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size, self.stride, self.pad_mode = kernel, stride, pad_mode
-        self.padding, self.dilation, self.group = padding, dilation, group
+        self.kernel_size, self.stride, self.pad_mode = kernel, _pair(stride), pad_mode
+        self.padding, self.dilation, self.group = padding, _pair(dilation), group
         self.data_format = data_format
         self._make(in_channels, out_channels, kernel, group, has_bias, weight_init, bias_init,
                    dtype)
@@ -147,7 +170,8 @@ class _BatchNorm(Cell):
         if not 0.0 <= momentum <= 1.0:
             raise ValueError(f"For '{cls}', the 'momentum' must be a number in "
                              f"range [0, 1], but got {momentum}.")
-        self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        # MindSpore keeps 1 - momentum (the weight of the new batch statistics) in .momentum
+        self.num_features, self.eps, self.momentum = num_features, eps, 1.0 - momentum
         self.affine, self.use_batch_statistics = affine, use_batch_statistics
         self.data_format = data_format
         shape = (num_features,)
@@ -159,6 +183,11 @@ class _BatchNorm(Cell):
                                requires_grad=affine)
         self.beta = Parameter(initializer(beta_init, shape, dtype), name="beta",
                               requires_grad=affine)
+
+    def extend_repr(self) -> str:
+        return (f"num_features={self.num_features}, eps={self.eps}, "
+                f"momentum={1.0 - self.momentum}, gamma={self.gamma}, beta={self.beta}, "
+                f"moving_mean={self.moving_mean}, moving_variance={self.moving_variance}")
 
 
 class BatchNorm1d(_BatchNorm):
@@ -187,6 +216,12 @@ class LayerNorm(Cell):
         self.gamma = Parameter(initializer(gamma_init, shape, dtype), name="gamma")
         self.beta = Parameter(initializer(beta_init, shape, dtype), name="beta")
 
+    def extend_repr(self) -> str:
+        # MindSpore 2.10 prints "gamma" without "=": kept, so printed models compare equal
+        return (f"normalized_shape={self.normalized_shape}, "
+                f"begin_norm_axis={self.begin_norm_axis}, "
+                f"begin_params_axis={self.begin_params_axis}, gamma{self.gamma}, beta={self.beta}")
+
 
 class Embedding(Cell):
     """``nn.Embedding(vocab_size, embedding_size)``: ``embedding_table`` (vocab, size)."""
@@ -207,6 +242,12 @@ class Embedding(Cell):
             arr[padding_idx] = 0
             table = Tensor(arr, dtype=_as_type(table.dtype))
         self.embedding_table = Parameter(table, name="embedding_table")
+        self.dtype = _as_type(dtype)
+
+    def extend_repr(self) -> str:
+        return (f"vocab_size={self.vocab_size}, embedding_size={self.embedding_size}, "
+                f"use_one_hot={self.use_one_hot}, embedding_table={self.embedding_table}, "
+                f"dtype={self.dtype}, padding_idx={self.padding_idx}")
 
 
 class ReLU(Cell):
@@ -231,4 +272,7 @@ class MaxPool2d(Cell):
                  padding: int = 0, dilation: int = 1, return_indices: bool = False,
                  ceil_mode: bool = False, data_format: str = "NCHW"):
         super().__init__()
-        self.kernel_size, self.stride, self.pad_mode = kernel_size, stride, pad_mode
+        self.kernel_size, self.stride, self.pad_mode = kernel_size, stride, pad_mode.upper()
+
+    def extend_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, pad_mode={self.pad_mode}"
