@@ -117,9 +117,13 @@ def test_any_pair_of_layouts_reshards_exactly(pair):
         with Resharder(paths, os.path.join(tmp, "s.ckpt"), os.path.join(tmp, "d.ckpt")) as rs:
             for r in range(dst.device_num):
                 np.testing.assert_array_equal(rs.produce("w", r), sl(full, dst.box(r)))
-            # only the overlapping regions are read: the destination bytes, once each
+            # only the overlaps are read (a strided overlap as its rows when it is at least a
+            # quarter of them): between the destination bytes and 4x that
             read = sum(f.bytes_read for f in rs.files.values())
-            assert read == dst.device_num * math.prod(dst.local_shape()) * 8
+            want = dst.device_num * math.prod(dst.local_shape()) * 8
+            assert want <= read <= 4 * want
+            if dst.tensor_strategy[1] == 1:
+                assert read == want  # contiguous overlaps: exactly the destination bytes
 
 
 def test_deduplicated_sources_are_accepted(tmp_path):
