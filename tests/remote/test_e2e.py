@@ -1,0 +1,194 @@
+"""The public API on s3:// (moto on loopback, configured by the environment only)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+import mindckpt
+from mindckpt.errors import CheckpointNotFoundError, StorageError
+
+MiB = 1 << 20
+
+
+def params(step: int = 1) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(step)
+    return {
+        "conv.weight": rng.standard_normal((16, 3, 3, 3)).astype(np.float32),
+        "fc.weight": rng.standard_normal((64, 128)).astype(np.float32),
+        "fc.bias": np.full(64, step, np.float16),
+        "step": np.array(step, np.int64),
+    }
+
+
+def arrays(loaded) -> dict[str, np.ndarray]:
+    return {k: np.asarray(v.asnumpy()) for k, v in loaded.items()}
+
+
+def same(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> bool:
+    return a.keys() == b.keys() and all(
+        a[k].dtype == b[k].dtype and a[k].shape == b[k].shape and a[k].tobytes() == b[k].tobytes()
+        for k in a)
+
+
+@pytest.mark.parametrize("options", [
+    {},
+    {"crc_check": True},
+    {"enc_key": b"0123456789abcdef", "enc_mode": "AES-GCM"},
+    {"enc_key": b"0123456789abcdef", "enc_mode": "AES-CBC"},
+    {"format": "safetensors"},
+], ids=["plain", "crc", "aes-gcm", "aes-cbc", "safetensors"])
+@pytest.mark.filterwarnings("ignore:AES-CBC encrypts")
+def test_save_load_roundtrip(bucket, boto, tmp_cwd, options):
+    fmt = options.get("format", "ckpt")
+    url = f"s3://{bucket}/run1/net.{fmt}"
+    mindckpt.save_checkpoint(params(), url, **options)
+    assert [o["Key"] for o in boto.list_objects_v2(Bucket=bucket)["Contents"]] == [f"run1/net.{fmt}"]
+    assert os.listdir(tmp_cwd) == []  # nothing under ./s3:/
+    load = {"format": fmt, "crc_check": options.get("crc_check", False)}
+    if "enc_key" in options:
+        load.update(dec_key=options["enc_key"], dec_mode=options["enc_mode"])
+    assert same(arrays(mindckpt.load_checkpoint(url, **load)), params())
+
+
+def test_suffix_added_as_locally(bucket, boto):
+    mindckpt.save_checkpoint(params(), f"s3://{bucket}/a/net")
+    assert boto.head_object(Bucket=bucket, Key="a/net.ckpt")["ContentLength"] > 0
+
+
+def test_choice_func_and_open_checkpoint(bucket):
+    url = f"s3://{bucket}/net.ckpt"
+    mindckpt.save_checkpoint(params(), url)
+    got = mindckpt.load_checkpoint(url, choice_func=lambda n: n.startswith("fc."))
+    assert set(got) == {"fc.weight", "fc.bias"}
+    with mindckpt.open_checkpoint(url) as h:
+        assert np.array_equal(h.get_tensor("fc.weight"), params()["fc.weight"])
+
+
+def test_storage_options_reach_the_filesystem(proxy, bucket):
+    url = f"s3://{bucket}/via-proxy.ckpt"
+    mindckpt.save_checkpoint(params(), url, storage_options={"endpoint_url": proxy.endpoint})
+    assert proxy.received > 0
+    proxy.reset_counts()
+    got = mindckpt.load_checkpoint(url, storage_options={"endpoint_url": proxy.endpoint})
+    assert proxy.served > 0 and same(arrays(got), params())
+
+
+def test_missing_bucket_and_object(bucket):
+    with pytest.raises(FileNotFoundError, match="s3://no-such-bucket-e2e/x.ckpt"):
+        mindckpt.save_checkpoint(params(), "s3://no-such-bucket-e2e/x.ckpt")
+    with pytest.raises(CheckpointNotFoundError, match=f"s3://{bucket}/none.ckpt"):
+        mindckpt.load_checkpoint(f"s3://{bucket}/none.ckpt")
+    with pytest.raises(ValueError):  # MindSpore's type for an unreadable checkpoint
+        mindckpt.load_checkpoint(f"s3://{bucket}/none.ckpt")
+
+
+def test_failed_save_keeps_previous(bucket):
+    url = f"s3://{bucket}/net.ckpt"
+    mindckpt.save_checkpoint(params(1), url)
+
+    def boom(name):
+        if name == "fc.bias":
+            raise RuntimeError("choice_func failed mid-save")
+        return True
+
+    with pytest.raises(RuntimeError, match="mid-save"):
+        mindckpt.save_checkpoint(params(2), url, choice_func=boom)
+    assert same(arrays(mindckpt.load_checkpoint(url)), params(1))
+
+
+def test_async_save_to_s3(bucket):
+    url = f"s3://{bucket}/async.ckpt"
+    from mindckpt import async_writer
+
+    mindckpt.save_checkpoint(params(3), url, async_save=True)
+    async_writer.wait()
+    assert same(arrays(mindckpt.load_checkpoint(url)), params(3))
+
+
+def test_async_save_error_surfaces_like_local(bucket):
+    from mindckpt import async_writer
+
+    mindckpt.save_checkpoint(params(3), "s3://no-such-bucket-async/x.ckpt", async_save=True)
+    with pytest.raises(Exception, match="s3://no-such-bucket-async/x.ckpt"):
+        async_writer.wait()
+
+
+@pytest.mark.slow
+def test_one_small_tensor_of_256_mib_reads_under_one_percent(proxy, bucket):
+    """Bytes counted as the server sends them (a TCP relay in front of moto)."""
+    big = {f"layer{i}.weight": np.full((4096, 4096), i, np.float32) for i in range(4)}
+    big["small.bias"] = np.arange(16, dtype=np.float32)
+    url = f"s3://{bucket}/big.ckpt"
+    mindckpt.save_checkpoint(big, url)
+    opts = {"endpoint_url": proxy.endpoint}
+    size = 4 * 4096 * 4096 * 4
+    proxy.reset_counts()
+    got = mindckpt.load_checkpoint(url, choice_func=lambda n: n == "small.bias",
+                                   storage_options=opts)
+    assert np.array_equal(got["small.bias"].asnumpy(), big["small.bias"])
+    assert proxy.served < size / 100, proxy.served
+    print(f"choice_func: {proxy.served} bytes served of {size}")
+    proxy.reset_counts()
+    with mindckpt.open_checkpoint(url, storage_options=opts) as h:
+        assert np.array_equal(h.get_tensor("small.bias"), big["small.bias"])
+    assert proxy.served < size / 100, proxy.served
+    print(f"open_checkpoint.get_tensor: {proxy.served} bytes served of {size}")
+    proxy.reset_counts()
+    full = mindckpt.load_checkpoint(url, storage_options=opts)  # each byte once
+    assert np.array_equal(full["layer3.weight"].asnumpy(), big["layer3.weight"])
+    assert size <= proxy.served < size * 1.01
+    print(f"full load: {proxy.served} bytes served of {size}")
+
+
+def test_checkpoint_manager_on_s3(bucket):
+    from mindckpt import policies
+    from mindckpt.manager import CheckpointManager
+
+    boto_extra = f"s3://{bucket}/run1/not-mine.ckpt"
+    mindckpt.save_checkpoint(params(0), boto_extra)
+    with CheckpointManager(f"s3://{bucket}/run1", "net",
+                           retention=policies.RetentionPolicy(keep_max=2,
+                                                              per_n_minutes=None)) as m:
+        keys = [m.save(params(s), epoch=1, step=s) for s in (1, 2, 3)]
+        names = sorted(os.path.basename(k) for k in m.all())
+        assert names == ["net-1_2.ckpt", "net-1_3.ckpt"]
+        assert m.latest() == keys[-1]
+    listed = {os.path.basename(k) for k in (i.key for i in m.store.list(f"{bucket}/run1"))}
+    assert "not-mine.ckpt" in listed
+    assert same(arrays(mindckpt.load_checkpoint(f"s3://{keys[-1]}")), params(3))
+
+
+@pytest.mark.xfail(strict=True, reason="CheckpointManager orders by (mtime, name); S3 times "
+                   "have 1 s resolution, and 'net-1_9' sorts after 'net-1_10'")
+def test_checkpoint_manager_latest_within_one_second(bucket):
+    from mindckpt.manager import CheckpointManager
+
+    with CheckpointManager(f"s3://{bucket}/run2", "net") as m:
+        for _ in range(5):  # until both saves land in the same second (S3's resolution)
+            keys = [m.save(params(s), epoch=1, step=s) for s in (9, 10)]
+            if len({i.mtime for i in m.listing()}) == 1:
+                break
+        assert m.latest() == keys[-1]
+
+
+@pytest.mark.xfail(strict=True, reason="ModelCheckpoint(directory=URL) still makes ./s3:/ "
+                   "(the training side of issue 8)")
+def test_model_checkpoint_directory_url(bucket, tmp_cwd):
+    from mindckpt.train import CheckpointConfig, ModelCheckpoint
+
+    cfg = CheckpointConfig(save_checkpoint_steps=1, keep_checkpoint_max=2)
+    cb = ModelCheckpoint(prefix="lenet", directory=f"s3://{bucket}/train", config=cfg)
+    assert cb is not None  # constructing with a URL makes nothing local
+    assert os.listdir(tmp_cwd) == []
+
+
+def test_save_error_names_url_when_server_is_gone(bucket):
+    import s3server
+
+    opts = {"endpoint_url": f"http://127.0.0.1:{s3server.free_port()}",
+            "config_kwargs": {"retries": {"max_attempts": 1}, "connect_timeout": 1}}
+    with pytest.raises(StorageError, match=rf"s3://{bucket}/x.ckpt.*connection failed"):
+        mindckpt.save_checkpoint(params(), f"s3://{bucket}/x.ckpt", storage_options=opts)
