@@ -281,6 +281,18 @@ def norm(text):  # initializer objects print their module and address
 bn = nn.BatchNorm2d(3, momentum=0.7)
 out = [norm(repr(c)) for c in cells] + [norm(str(Net())), round(bn.momentum, 12)]
 """,
+    "check_names_apply": """
+class Net(nn.Cell):
+    def __init__(self):
+        super().__init__()
+        self.a = ms.Parameter(ms.Tensor(np.ones(1, np.float32)), name="same")
+        self.b = ms.Parameter(ms.Tensor(np.ones(1, np.float32)), name="same")
+
+seen = []
+s = nn.SequentialCell([nn.Dense(1, 1), nn.SequentialCell([nn.ReLU()])])
+r = s.apply(lambda c: seen.append(type(c).__name__))
+out = [err(lambda: Net().check_names()), s.check_names(), seen, r is s]
+""",
     "tensor_conversions": """
 t = ms.Tensor(np.arange(6, dtype=np.int32).reshape(2, 3))
 a = [tinfo(x) for x in (t.float(), t.half(), t.double(), t.long(), t.bool(), t.bfloat16(),

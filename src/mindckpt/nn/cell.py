@@ -282,6 +282,23 @@ class Cell:
     def parameters_dict(self, recurse: bool = True) -> OrderedDict:
         return OrderedDict((p.name, p) for p in self.get_parameters(expand=recurse))
 
+    def check_names(self) -> None:
+        """Raise ``ValueError`` if two parameters share a name (MindSpore's check before saving)."""
+        names: set[str] = set()
+        for path, param in self.parameters_and_names():
+            if param.name in names:
+                raise ValueError(f"The value of {path} is {param}, its name '{param.name}' already "
+                                 "exists. Please set a unique name for the parameter.")
+            names.add(param.name)
+
+    def apply(self, fn: Any) -> Cell:
+        """Call ``fn`` on every sub-cell (children first) and then on this cell; returns self."""
+        for cell in self.cells():
+            if cell is not None:
+                cell.apply(fn)
+        fn(self)
+        return self
+
     def init_parameters_data(self, auto_parallel_mode: bool = False) -> dict:
         return {p: p for p in self.get_parameters()}
 
