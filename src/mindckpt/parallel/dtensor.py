@@ -26,6 +26,7 @@ tensor_map)`` / mapping ``{"dev_matrix", "tensor_map", "opt_shard_size", "opt_sh
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -121,8 +122,6 @@ def _mesh_geometry(mesh: Any, name: str) -> dict[str, Any]:
     ranks = [int(r) for r in mesh.mesh.flatten().tolist()]
     shape = tuple(int(d) for d in mesh.mesh.shape)
     size = len(ranks)
-    if ranks == list(range(ranks[0], ranks[0] + size)) and ranks[0] % size == 0:
-        return {"mesh_shape": shape, "stages": (ranks[0] // size,)}
     root = None
     getter = getattr(mesh, "_get_root_mesh", None)
     if getter is not None:
@@ -139,6 +138,9 @@ def _mesh_geometry(mesh: Any, name: str) -> dict[str, Any]:
             return {"mesh_shape": shape, "stages": (0,),
                     "root_shape": tuple(int(d) for d in root.mesh.shape),
                     "mesh_dims_in_root": tuple(rnames.index(nm) for nm in names)}
+    if ranks == list(range(ranks[0], ranks[0] + size)) and ranks[0] % size == 0:
+        # a mesh of its own over one block of ranks: a pipeline stage
+        return {"mesh_shape": shape, "stages": (ranks[0] // size,)}
     raise LayoutError(
         f"Parameter '{name}': its device mesh holds ranks {ranks[:16]}, which are not a "
         "row-major block of the world (MindSpore numbers the devices of a layout row-major); "
@@ -187,8 +189,10 @@ def to_dtensor(local: Any, layout: TensorLayout, mesh: Any) -> Any:
     if tuple(mesh.mesh.shape) != tuple(shape):
         raise LayoutError(f"Parameter '{layout.name}': the mesh has shape "
                           f"{tuple(mesh.mesh.shape)}, the layout's device matrix is {shape}.")
-    return DTensor.from_local(local, mesh, placements, run_check=False,
-                              shape=tuple(layout.full_shape))
+    full = tuple(layout.full_shape)
+    stride = tuple(math.prod(full[i + 1:]) for i in range(len(full)))  # C-contiguous
+    return DTensor.from_local(local, mesh, placements, run_check=False, shape=full,
+                              stride=stride)
 
 
 def coerce_layout(spec: Any, local_shape: Sequence[int], name: str) -> TensorLayout:
