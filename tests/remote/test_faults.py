@@ -156,3 +156,29 @@ def test_reader_polling_during_saves_sees_old_or_new(moto_server, bucket):
         stop.set()
         t.join()
     assert seen and all(s == old or s == new for s in seen)
+
+
+@pytest.mark.slow
+def test_sigkill_during_save_checkpoint_leaves_a_loadable_checkpoint(forkserver, moto_server,
+                                                                     bucket):
+    import numpy as np
+
+    import mindckpt
+
+    url = f"s3://{bucket}/train/net.ckpt"
+    mindckpt.save_checkpoint({"w0": np.zeros((4, 4), np.float32)}, url)
+    rng = random.Random(3)
+    steps = set()
+    for _run in range(8):
+        done = _run_and_kill(forkserver, workers.checkpoint_forever,
+                             (moto_server.endpoint, url), rng.uniform(0.2, 2.0))
+        got = mindckpt.load_checkpoint(url)  # the previous or the new one, whole
+        if "noise" not in got:
+            assert not steps and not done  # still the first checkpoint
+            continue
+        values = {float(np.asarray(got[f"w{i}"].asnumpy()).flat[0]) for i in range(6)}
+        assert len(values) == 1, "tensors of two different saves"
+        step = int(values.pop())
+        assert step >= (done[-1] if done else 0)
+        steps.add(step)
+    assert steps, "no save ever completed: the kills came too early"
