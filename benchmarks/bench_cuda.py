@@ -78,11 +78,11 @@ def main() -> None:
     rows.append(("D2H into fresh pageable memory (.cpu())", timed(d2h_pageable, args.repeats)))
     path = os.path.join(d, "m.ckpt")
     first = timed(lambda: ms.save_checkpoint(state, path, async_save=True), 1)
-    ms._async.wait()
+    ms.async_writer.wait()
     stalls = []
     for _ in range(args.repeats):
         stalls += timed(lambda: ms.save_checkpoint(state, path, async_save=True), 1)
-        ms._async.wait()
+        ms.async_writer.wait()
     rows.append(("mindckpt async_save=True, first call (arena faulted, pinned)", first))
     rows.append(("mindckpt async_save=True, blocking time (reused arena)", stalls))
     rows.append(("mindckpt save_checkpoint sync (fsync)", timed(lambda: ms.save_checkpoint(state, path), args.repeats)))

@@ -175,7 +175,7 @@ def test_error_at_exit_is_printed_and_exit_status_nonzero(mode):
     code = textwrap.dedent(
         f"""
         import numpy as np, time
-        from mindckpt import _async
+        from mindckpt import async_writer as _async
         def boom(records):
             time.sleep(0.2)
             raise OSError(28, "No space left on device")
@@ -195,7 +195,7 @@ def test_successful_save_at_exit_completes(tmp_path):
     code = textwrap.dedent(
         f"""
         import numpy as np, time
-        from mindckpt import _async
+        from mindckpt import async_writer as _async
         def slow(records):
             time.sleep(0.5)
             open({str(path)!r}, "wb").write(records[0][1].tobytes())
@@ -284,9 +284,3 @@ def test_error_of_a_second_writer_at_exit(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1
     assert "own-writer.ckpt" in proc.stderr
-
-
-def test_old_module_name_is_an_alias():
-    from mindckpt import _async as old
-
-    assert old.submit is _async.submit and old.default_writer is default_writer

@@ -29,7 +29,7 @@ def test_cuda_module_round_trip(tmp_cwd, async_save):
     with torch.no_grad():  # mutate right after the call: the snapshot must not see it
         for p in m.parameters():
             p.add_(1)
-    ms._async.wait()
+    ms.async_writer.wait()
     d = ms.load_checkpoint("m.ckpt")
     for k, v in want.items():
         got = d[k].asnumpy()

@@ -6,7 +6,7 @@ and the dtypes, with files that MindSpore 2.10 reads and writes.
 """
 
 from . import common, nn, train
-from ._async import async_ckpt_thread_status
+from .async_writer import async_ckpt_thread_status
 from ._api import (
     load_checkpoint,
     load_checkpoint_async,

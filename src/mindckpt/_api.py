@@ -19,7 +19,7 @@ from typing import Any, cast
 import numpy as np
 
 from . import tensor as T
-from ._validators import check_async_save, check_bool, check_isinstance
+from ._validators import check_async_save, check_bool, check_crc_enc, check_isinstance
 from .adapters.torch import copy_into, is_torch_module, is_torch_tensor
 from .async_writer import AsyncWriter, default_writer
 from .collect import collect, validate_append_dict
@@ -72,12 +72,7 @@ def check_cipher(enc_key: bytes | None, enc_mode: str, crc_check: bool) -> None:
     """mindckpt's own checks, before anything is written (MindSpore checks none of these)."""
     if enc_key is None:
         return
-    if crc_check:
-        raise ValueError(
-            "For 'save_checkpoint', 'crc_check=True' cannot be used together with 'enc_key': "
-            "the two are mutually exclusive (MindSpore writes an unloadable file for this "
-            "combination). AES-GCM already authenticates the data; drop crc_check."
-        )
+    check_crc_enc(crc_check, enc_key, "save_checkpoint")
     from .codecs import crypto
 
     crypto.check_cipher_args(enc_key, enc_mode)

@@ -14,6 +14,7 @@ __all__ = [
     "check_async_save",
     "is_network",
     "check_enc_key_length",
+    "check_crc_enc",
 ]
 
 
@@ -64,6 +65,17 @@ def is_network(obj: Any) -> bool:
     from mindckpt.nn import Cell
 
     return isinstance(obj, Cell) or is_torch_module(obj)
+
+
+def check_crc_enc(crc_check: bool, enc_key: Any, api: str) -> None:
+    """mindckpt refuses ``crc_check=True`` with ``enc_key`` (MindSpore writes an unloadable file)."""
+    if enc_key is not None and crc_check:
+        raise ValueError(
+            f"For '{api}', 'crc_check=True' cannot be used together with 'enc_key': "
+            "the two are mutually exclusive (MindSpore writes the CRC trailer after the "
+            "ciphertext, and the file can never be loaded). AES-GCM already authenticates the "
+            "data; drop crc_check."
+        )
 
 
 def check_enc_key_length(enc_key: bytes, enc_mode: str, api: str) -> None:

@@ -220,12 +220,12 @@ CASES += [
     ({"format": "safetensors", "incremental": True}, ValueError, ST_MSG),
 ]
 
-# Deviations (docs/deviations-train.md): MindSpore accepts these.
+# Deviations (docs/deviations.md): MindSpore accepts these.
 DEVIATIONS = [
     (
         {"enc_key": b"k" * 16, "crc_check": True},
         ValueError,
-        "'crc_check=True' cannot be combined with 'enc_key'",
+        "For 'CheckpointConfig', 'crc_check=True' cannot be used together with 'enc_key'",
     ),
     ({"enc_mode": "bogus"}, ValueError, "the 'enc_mode' must be one of"),
     ({"enc_key": b"k" * 15}, ValueError, "must be 16, 24 or 32 bytes (AES-128, AES-192, AES-256) long, got 15 bytes"),

@@ -19,6 +19,7 @@ from mindckpt.codecs.crypto import MODES
 from mindckpt._validators import (
     check_async_save,
     check_bool,
+    check_crc_enc,
     check_enc_key_length,
     check_isinstance,
     check_non_negative_int,
@@ -139,13 +140,7 @@ class CheckpointConfig:
                 f"but got {enc_mode!r}."
             )
         if enc_key is not None:
-            if crc_check:
-                raise ValueError(
-                    "For 'CheckpointConfig', 'crc_check=True' cannot be combined with 'enc_key': "
-                    "MindSpore writes the CRC trailer after the ciphertext and the file can never "
-                    "be loaded. Use either encryption (which authenticates the data with AES-GCM) "
-                    "or crc_check."
-                )
+            check_crc_enc(crc_check, enc_key, "CheckpointConfig")
             check_enc_key_length(enc_key, enc_mode, "CheckpointConfig")
 
     # -- read-only properties (MindSpore's) -------------------------------------------------

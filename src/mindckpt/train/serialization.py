@@ -16,7 +16,7 @@ from .._api import (
     load_param_into_net,
     save_checkpoint,
 )
-from .._async import async_ckpt_thread_status
+from ..async_writer import async_ckpt_thread_status
 from ..common import dtype as mstype
 from ..convert import ckpt_to_safetensors, safetensors_to_ckpt
 from ..parallel.strategy import build_searched_strategy, restore_group_info_list
