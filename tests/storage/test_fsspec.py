@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import os
+import posixpath
 import sys
+import time
 import uuid
 
 import pytest
@@ -154,3 +156,96 @@ def test_missing_backend_gives_install_hint(monkeypatch):
     monkeypatch.setitem(sys.modules, "gcsfs", None)
     with pytest.raises(ImportError, match=r"mindckpt\[remote\]' and gcsfs"):
         urls.resolve("gs://bucket/x.ckpt")
+
+
+# -- the "upload" strategy (gcsfs-like: a buffered file whose upload finalizes at close)
+from fsspec.spec import AbstractBufferedFile, AbstractFileSystem  # noqa: E402
+
+
+class _UploadFile(AbstractBufferedFile):
+    def _initiate_upload(self):
+        self.parts = []
+
+    def _upload_chunk(self, final=False):
+        self.parts.append(self.buffer.getvalue())
+        if final:  # the object appears only now, whole (create-only for "xb")
+            if self.mode == "xb" and self.path in self.fs.objects:
+                raise FileExistsError(self.path)
+            self.fs.objects[self.path] = (b"".join(self.parts), time.time())
+        return True
+
+    def discard(self):
+        self.fs.discarded += 1
+        self.parts = None
+
+    def _fetch_range(self, start, end):
+        return self.fs.objects[self.path][0][start:end]
+
+
+class UploadFS(AbstractFileSystem):
+    """An object store in the style of gcsfs, in memory."""
+
+    protocol = "gcs"
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.objects = {}
+        self.discarded = 0
+
+    def _open(self, path, mode="rb", block_size=None, **kw):
+        path = self._strip_protocol(path)
+        if mode == "rb" and path not in self.objects:
+            raise FileNotFoundError(path)
+        return _UploadFile(self, path, mode, block_size=block_size or 5 << 20)
+
+    def ls(self, path, detail=True, **kw):
+        path = self._strip_protocol(path).rstrip("/")
+        out = [{"name": k, "size": len(v), "type": "file", "mtime": t}
+               for k, (v, t) in self.objects.items() if posixpath.dirname(k) == path]
+        if not out and not any(k.startswith(path + "/") for k in self.objects):
+            raise FileNotFoundError(path)
+        return out if detail else [o["name"] for o in out]
+
+    def info(self, path, **kw):
+        path = self._strip_protocol(path)
+        if path in self.objects:
+            return {"name": path, "size": len(self.objects[path][0]), "type": "file"}
+        if any(k.startswith(path.rstrip("/") + "/") for k in self.objects):
+            return {"name": path, "size": 0, "type": "directory"}
+        raise FileNotFoundError(path)
+
+    def rm_file(self, path):
+        del self.objects[self._strip_protocol(path)]
+
+
+class TestUploadStrategy(StoreConformance):
+    @pytest.fixture
+    def store(self):
+        return FsspecStore(UploadFS(skip_instance_cache=True))
+
+    @pytest.fixture
+    def root(self):
+        return "bucket/run1"
+
+    def test_strategy(self, store):
+        assert store.write_strategy == "upload"
+
+    def test_failed_write_is_discarded_never_finalized(self, store, root):
+        k = store.join(root, "x.ckpt")
+        store.write_bytes(k, b"old")
+        with pytest.raises(RuntimeError):
+            with store.open_write(k) as w:
+                w.write(b"partial" * 1000)
+                raise RuntimeError("interrupted")
+        import gc
+
+        gc.collect()  # fsspec's file __del__ would close() -> finalize a partial object
+        assert store.fs.discarded == 1
+        assert store.read_bytes(k) == b"old"
+
+    def test_create_only_is_create_mode(self, store, root):
+        k = store.join(root, "mark")
+        store.create_only(k, b"1")
+        with pytest.raises(StorageError, match="already exists"):
+            store.create_only(k, b"2")
+        assert store.read_bytes(k) == b"1"

@@ -7,7 +7,8 @@ filesystem's protocol unless given); docs/remote.md states what each one guarant
     The object is streamed out as an S3 multipart upload while the checkpoint is produced: the
     bytes are cut into parts of ``part_size`` (>= 5 MiB, 16 MiB by default), at most
     ``max_concurrency`` parts in flight (4), so a save holds at most
-    ``(max_concurrency + 1) * part_size`` bytes (80 MiB) whatever the checkpoint's size.
+    ``(max_concurrency + 2) * part_size`` bytes (96 MiB: the parts in flight, the one being
+    filled, the one being handed over) whatever the checkpoint's size.
     ``publish`` completes the upload, the moment S3 makes the whole object visible; ``discard``
     aborts it.  An object smaller than one part is sent as a single PUT at ``publish``.
     ``create_only`` sends ``If-None-Match: *`` (on the PUT, or on the completion, aborting the
@@ -32,14 +33,15 @@ for.  On S3 the first ``head_bytes`` (1 MiB) come with the request that learns t
 and ETag; every later range is asked ``If-Match`` that ETag, so a reader never mixes two
 versions of an object (a replaced object raises :class:`StorageError`: open it again).  Large
 reads are split into ``read_chunk`` ranges fetched ``max_concurrency`` at a time, each straight
-into the caller's buffer.
+into the caller's buffer; reads that follow each other (a full load) switch on a read-ahead that
+starts at 1 MiB and doubles up to ``read_chunk``, ``max_concurrency`` ranges ahead.
 """
 
 from __future__ import annotations
 
 import asyncio
-import io
 import atexit
+import io
 import concurrent.futures
 import contextlib
 import posixpath
@@ -487,11 +489,13 @@ class _BufferPending(PendingWrite):
 
 
 class _UploadPending(PendingWrite):
-    def __init__(self, store: FsspecStore, key: str):
+    def __init__(self, store: FsspecStore, key: str, create_only: bool = False):
         self.store = store
         self.key = key
-        try:
-            self.f: Any = store.fs.open(key, "wb", block_size=store.part_size)
+        self.create_only = create_only
+        try:  # "xb": gcsfs uploads with ifGenerationMatch=0, a server-side create-only
+            self.f: Any = store.fs.open(key, "xb" if create_only else "wb",
+                                        block_size=store.part_size)
         except Exception as exc:
             raise _wrap(exc, "save", store.describe(key)) from exc
         self.size = 0
@@ -507,7 +511,13 @@ class _UploadPending(PendingWrite):
         pass
 
     def publish(self) -> None:
-        self.f.close()
+        try:
+            self.f.close()
+        except Exception as exc:
+            if self.create_only and _cause(exc)[0] in ("precondition", "exists"):
+                raise StorageError(f"{self.store.describe(self.key)} already exists; refusing "
+                                   "to overwrite it.") from exc
+            raise _wrap(exc, "save", self.store.describe(self.key)) from exc
 
     def sync_parent(self) -> None:
         pass
@@ -778,8 +788,8 @@ class FsspecStore(Store):
 
     Keys are the filesystem's paths (``bucket/run1/net.ckpt`` for S3); messages name them as
     URLs.  ``part_size`` (>= 5 MiB) and ``max_concurrency`` bound the memory of a multipart
-    save ((max_concurrency + 1) * part_size) and of a large read (max_concurrency *
-    read_chunk).  ``write_strategy`` overrides the choice made from the protocol (see the
+    save ((max_concurrency + 2) * part_size) and of a read ((max_concurrency + 1) *
+    read_chunk of read-ahead).  ``write_strategy`` overrides the choice made from the protocol (see the
     module doc); ``conditional_writes=False`` makes ``create_only`` check, then write, for
     S3-compatible servers that do not honour ``If-None-Match``.
     """
@@ -856,13 +866,14 @@ class FsspecStore(Store):
         if self.write_strategy == "buffer":
             return _BufferPending(self, key)
         if self.write_strategy == "upload":
-            return _UploadPending(self, key)
+            return _UploadPending(self, key, create_only=create_only)
         return _RenamePending(self, key)
 
     def create_only(self, key: str, data: bytes, *, durable: bool | None = None) -> None:
-        """Write ``key`` only if it does not exist: ``If-None-Match: *`` on S3; a hard link
-        (local) or a check under the store's lock (memory) elsewhere."""
-        if self.write_strategy == "multipart" and self.conditional_writes:
+        """Write ``key`` only if it does not exist: ``If-None-Match: *`` on S3, mode ``"xb"``
+        (``ifGenerationMatch=0``) on GCS, a hard link (local), a check under the store's lock
+        (memory); elsewhere (and with ``conditional_writes=False``) a check, then the write."""
+        if self.write_strategy in ("multipart", "upload") and self.conditional_writes:
             from .base import AtomicWrite
 
             with AtomicWrite(self._pending(key, create_only=True), self.describe(key),
