@@ -402,19 +402,24 @@ _param_ids = itertools.count(1)
 class Parameter(Tensor):
     """A named, trainable Tensor, printed exactly as MindSpore prints it."""
 
-    __slots__ = ("name", "requires_grad", "layerwise_parallel", "parallel_optimizer", "__weakref__")
+    __slots__ = ("name", "requires_grad", "layerwise_parallel", "parallel_optimizer",
+                 "storage_format", "device", "__weakref__")
     name: str
-    requires_grad: bool
-    layerwise_parallel: bool
-    parallel_optimizer: bool
+    requires_grad: builtins.bool
+    layerwise_parallel: builtins.bool
+    parallel_optimizer: builtins.bool
+    storage_format: str  # Ascend placement hints: recorded, no effect on checkpoints
+    device: str | None
 
     def __init__(
         self,
         default_input: Any,
         name: str | None = None,
-        requires_grad: bool = True,
-        layerwise_parallel: bool = False,
-        parallel_optimizer: bool = True,
+        requires_grad: builtins.bool = True,
+        layerwise_parallel: builtins.bool = False,
+        parallel_optimizer: builtins.bool = True,
+        storage_format: str = "",
+        device: str | None = None,
     ):
         if isinstance(default_input, bool):
             raise ValueError("Parameter data can not be `bool`")
@@ -427,6 +432,8 @@ class Parameter(Tensor):
         object.__setattr__(self, "requires_grad", requires_grad)
         object.__setattr__(self, "layerwise_parallel", layerwise_parallel)
         object.__setattr__(self, "parallel_optimizer", parallel_optimizer)
+        object.__setattr__(self, "storage_format", storage_format)
+        object.__setattr__(self, "device", device)
 
     def __setattr__(self, key: str, value: Any) -> None:
         if key == "name" and not isinstance(value, str):
