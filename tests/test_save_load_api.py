@@ -342,3 +342,35 @@ def test_memory_url_round_trips_every_kind():
     np.testing.assert_array_equal(got["w"].asnumpy(), data["w"])
     with pytest.raises(ms.CheckpointNotFoundError, match="memory"):
         ms.load_checkpoint(f"{base}/missing.ckpt")
+
+
+# --------------------------------------------------------------------------- nested state
+@pytest.mark.parametrize("fmt", ["ckpt", "safetensors"])
+def test_nested_training_state_round_trip(tmp_path, fmt):
+    import random
+
+    torch = pytest.importorskip("torch")
+    from mindckpt.state import unflatten_state
+
+    model = torch.nn.Linear(3, 2)
+    opt = torch.optim.AdamW(model.parameters(), lr=0.01)
+    model(torch.ones(1, 3)).sum().backward()
+    opt.step()
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=2)
+    state = {"model": model.state_dict(), "optimizer": opt.state_dict(),
+             "scheduler": sched.state_dict(), "rng": random.getstate(), "epoch": 3}
+    path = str(tmp_path / f"state.{fmt}")
+    ms.save_checkpoint(state, path, format=fmt)
+    flat = ms.load_checkpoint(path, format=fmt)
+    assert "optimizer.state.0.exp_avg" in flat  # MindSpore-style flat names
+    back = unflatten_state(flat)
+    assert back["rng"] == state["rng"]
+    assert back["scheduler"] == state["scheduler"]
+    assert back["optimizer"]["param_groups"] == state["optimizer"]["param_groups"]
+    for k, v in state["optimizer"]["state"][0].items():
+        assert torch.equal(back["optimizer"]["state"][0][k], v), k
+    for k, v in state["model"].items():
+        assert torch.equal(back["model"][k], v), k
+    restored = torch.optim.AdamW(torch.nn.Linear(3, 2).parameters(), lr=0.5)
+    restored.load_state_dict(back["optimizer"])
+    assert restored.param_groups[0]["lr"] == 0.01

@@ -188,7 +188,7 @@ def plan_save(
                     f"'{name}' must be set to default value '{default}', but got '{value!s}'."
                 )
     check_cipher(enc_key, enc_mode, crc_check)
-    records = collect(save_obj, choice_func, append_dict)
+    records = collect(save_obj, choice_func, append_dict, format)
     check_records(records, format, store.describe(key))
     write = functools.partial(
         _write_logged, store, key, fmt=format, crc_check=crc_check, enc_key=enc_key,

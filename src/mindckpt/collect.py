@@ -14,6 +14,7 @@ import numpy as np
 from . import tensor as T
 from .adapters.torch import is_torch_module
 from .formats.records import Record
+from .state import flatten_state, is_nested
 from .nn import Cell
 from .tensor import Parameter, Tensor, is_torch_tensor
 
@@ -84,8 +85,14 @@ def collect(
     save_obj: Any,
     choice_func: Callable[[str], Any] | None = None,
     append_dict: dict[str, Any] | None = None,
+    fmt: str = "ckpt",
 ) -> list[Record]:
-    """Turn ``save_obj`` (+ ``append_dict``) into ordered :class:`Record` s."""
+    """Turn ``save_obj`` (+ ``append_dict``) into ordered :class:`Record` s.
+
+    A dict value that is itself a dict, list or tuple (an optimizer's ``state_dict()``, RNG
+    states) is flattened by :func:`mindckpt.state.flatten_state` under its key (``choice_func``
+    sees the key); ``mindckpt.state.unflatten_state(load_checkpoint(path))`` rebuilds it.
+    """
     out: dict[str, Any] = {}
     dtypes: dict[str, T.Type] = {}
 
@@ -139,7 +146,13 @@ def collect(
                     f"andvalue should be Parameter, but got the type of key is {type(name)} "
                     f"andthe type of value is {type(value)}"
                 )
-            if keep(name):
+            if not keep(name):
+                continue
+            if is_nested(value):  # nested training state: flattened (mindckpt.state's rule)
+                for flat_name, leaf in flatten_state(value, prefix=name,
+                                                     text_as_bytes=fmt == "safetensors").items():
+                    _value(flat_name, leaf, out, dtypes)
+            else:
                 _value(name, value, out, dtypes)
     else:  # the caller validated the type; keep the check for direct callers
         raise TypeError(
