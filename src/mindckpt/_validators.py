@@ -1,4 +1,4 @@
-"""MindSpore's shared argument checks, with their exact messages (api-behavior.md section 2).
+"""MindSpore's shared argument checks, with their exact messages.
 
 Used by ``save_checkpoint``/``load_checkpoint`` and by ``CheckpointConfig``/``ModelCheckpoint``.
 """

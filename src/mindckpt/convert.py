@@ -1,6 +1,6 @@
 """``ckpt_to_safetensors`` and ``safetensors_to_ckpt``: MindSpore 2.10's converters.
 
-Same arguments, checks, messages and output names as MindSpore (api-behavior.md §9). A
+Same arguments, checks, messages and output names as MindSpore. A
 conversion is a load followed by a save, so the output is written atomically and the input is
 never changed. Differences: a ``str`` entry cannot go into safetensors, and the error says so
 and names the entry; no progress bar is printed.

@@ -55,7 +55,7 @@ def now() -> float:
 
 # --------------------------------------------------------------------------- naming
 def dedup_prefix(names: Iterable[str], prefix: str, exception: bool = False) -> str:
-    """MindSpore's ``prefix_N`` rule (api-behavior.md section 4.2) over the directory's file names.
+    """MindSpore's ``prefix_N`` rule over the directory's file names.
 
     Deviation: a file named exactly ``prefix`` is skipped instead of raising ``IndexError``.
     """
@@ -162,7 +162,7 @@ def newest(listing: Iterable[FileInfo], prefix: str) -> list[tuple[FileInfo, Che
 # --------------------------------------------------------------------------- trigger
 @dataclass
 class TriggerPolicy:
-    """When ``ModelCheckpoint`` saves (api-behavior.md section 4.4), with MindSpore's arithmetic."""
+    """When ``ModelCheckpoint`` saves, with MindSpore's arithmetic."""
 
     steps: int | None
     seconds: int | None

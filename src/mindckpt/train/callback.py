@@ -1,4 +1,4 @@
-"""``Callback``, ``RunContext`` and ``ModelCheckpoint`` (api-behavior.md section 4).
+"""``Callback``, ``RunContext`` and ``ModelCheckpoint``.
 
 A training loop drives callbacks with a ``RunContext`` whose ``original_args()`` is an
 ``InternalCallbackParam`` (a dict with attribute access)::
@@ -15,7 +15,7 @@ On a failure the loop calls ``ckpt.on_train_exception(rc)`` (our addition; MindS
 decorator around ``Model._train``), which writes the breakpoint file when ``exception_save=True``.
 ``mindckpt.train.loop.CheckpointLoop`` does all of this for a plain PyTorch loop.
 
-Deviations from MindSpore 2.10 are listed in docs/deviations-train.md; the main ones:
+Deviations from MindSpore 2.10 are listed in docs/deviations.md; the main ones:
 state is reset at ``on_train_begin`` (a reused callback or config saves normally), retention runs
 after the new file is complete, the config's ``append_dict`` is never mutated, and the breakpoint
 file stores the global step and never replaces the user's exception.

@@ -1,7 +1,7 @@
 """``CheckpointConfig``: the save/retention policy object of ``ModelCheckpoint``.
 
 Same signature, defaults, normalisation, validation order, exception types and messages as
-MindSpore 2.10 (api-behavior.md section 3). Deviations (docs/deviations-train.md):
+MindSpore 2.10. Deviations (docs/deviations.md):
 
 * ``saved_network`` may also be a ``torch.nn.Module``.
 * Combinations MindSpore accepts and then fails on (or silently mis-writes) are rejected here,
