@@ -200,6 +200,16 @@ def to_numpy(x: Any) -> np.ndarray:
     return np.asarray(x)
 
 
+def _tensor_dtype(dtype: Any) -> Type:
+    """``Tensor(..., dtype)``: a mindckpt dtype or numpy dtype, with MindSpore's message."""
+    try:
+        return _as_type(dtype)
+    except TypeError as e:
+        names = ", ".join(repr(t) for t in DTYPES)
+        raise TypeError(f"For 'Tensor', the 'dtype' should be one of [{names}], but got "
+                        f"'{dtype!r}'.") from e
+
+
 class Tensor:
     """A MindSpore-like tensor backed by a numpy array."""
 
@@ -225,7 +235,7 @@ class Tensor:
             input_data, dtype = filled, filled._dtype
         if input_data is None:
             # MindSpore leaves this tensor uninitialized (its use raises); we fill zeros.
-            t = _as_type(dtype if dtype is not None else float32)
+            t = _tensor_dtype(dtype if dtype is not None else float32)
             arr = np.zeros(tuple(shape), dtype=t.np_dtype)
         elif isinstance(input_data, Tensor):
             arr = input_data._array
@@ -238,7 +248,7 @@ class Tensor:
                 arr = arr.astype(np.float32)  # MindSpore: Tensor(1.5), Tensor([1.0]) are Float32
             t = None
         if dtype is not None:
-            t = _as_type(dtype)
+            t = _tensor_dtype(dtype)
             if arr.dtype != t.np_dtype:
                 arr = arr.astype(t.np_dtype)
         if t is None:
