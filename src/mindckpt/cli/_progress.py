@@ -7,6 +7,7 @@ starts after ``delay`` seconds, so quick jobs print nothing.
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 import time
@@ -57,22 +58,24 @@ class Bar(NullBar):
             except ImportError:
                 self._use_tqdm = False
             else:
+                cols, rows = _size(self.stream)
                 self._tqdm = tqdm(total=total, desc=self.desc, unit="B", unit_scale=True,
-                                  unit_divisor=1024, file=self.stream, leave=False)
-        if self._tqdm is not None:
-            if self._tqdm.total != total:
-                self._tqdm.total = total
-            self._tqdm.update(done - self._tqdm.n)
-            return
-        if now - self._last < 0.2 and done < total:
+                                  unit_divisor=1024, file=self.stream, leave=False,
+                                  ncols=cols, nrows=rows, mininterval=3600.0)
+        if now - self._last < 0.2 and done < total and self._shown:
             return
         self._last = now
+        self._shown = True
+        if self._tqdm is not None:  # drawn here, at our pace, not at tqdm's own intervals
+            self._tqdm.total = total
+            self._tqdm.n = done
+            self._tqdm.refresh()
+            return
         pct = 100.0 * done / total if total else 100.0
         rate = done / max(now - self.start, 1e-9) / (1 << 20)
         self.stream.write(f"\r{self.desc}: {pct:5.1f}% {done >> 20}/{total >> 20} MiB "
                           f"{rate:.0f} MiB/s")
         self.stream.flush()
-        self._shown = True
 
     def close(self) -> None:
         if self._tqdm is not None:
@@ -82,6 +85,16 @@ class Bar(NullBar):
             self.stream.write("\r\033[K")
             self.stream.flush()
             self._shown = False
+
+
+def _size(stream: TextIO) -> tuple[int, int]:
+    """The terminal's columns and rows; 80x24 where it reports none (a fresh pty says 0x0, and
+    tqdm then draws nothing)."""
+    try:
+        size = os.get_terminal_size(stream.fileno())
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        return 80, 24
+    return size.columns or 80, size.lines or 24
 
 
 def bar(desc: str, *, quiet: bool = False, stream: TextIO | None = None) -> NullBar:
