@@ -14,7 +14,8 @@ import os
 import traceback
 import uuid
 from datetime import timedelta
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 
@@ -60,7 +61,8 @@ def _child(fn: Callable[..., Any], rank: int, world: int, init: str, backend: st
 
 
 def run_ranks(fn: Callable[..., Any], world: int, tmp_path: Any, *args: Any,
-              timeout: float = 90, backend: str = "gloo") -> list[Any]:
+              timeout: float = 90, backend: str = "gloo", dead: tuple[int, ...] = ()) -> list[Any]:
+    """Results in rank order (``None`` for the ``dead`` ranks, which are expected to die)."""
     init = os.path.join(str(tmp_path), f"init-{uuid.uuid4().hex}")
     q = _ctx.Queue()
     procs = [_ctx.Process(target=_child, args=(fn, r, world, init, backend, args, q))
@@ -70,7 +72,7 @@ def run_ranks(fn: Callable[..., Any], world: int, tmp_path: Any, *args: Any,
     results: dict[int, Any] = {}
     errors: dict[int, str] = {}
     try:
-        for _ in range(world):
+        for _ in range(world - len(dead)):
             rank, ok, out = q.get(timeout=timeout)
             (results if ok else errors)[rank] = out
     except Exception as e:  # queue.Empty: a rank hung or died
@@ -85,7 +87,7 @@ def run_ranks(fn: Callable[..., Any], world: int, tmp_path: Any, *args: Any,
     if errors:
         text = "\n".join(f"--- rank {r} ---\n{tb}" for r, tb in sorted(errors.items()))
         raise AssertionError(f"{len(errors)} rank(s) failed:\n{text}")
-    return [results[r] for r in range(world)]
+    return [results.get(r) for r in range(world)]
 
 
 def full_tensor(name: str, shape: tuple[int, ...], dtype: str = "float32") -> Any:

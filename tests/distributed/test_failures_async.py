@@ -185,3 +185,32 @@ def test_async_integrated_one_writer(tmp_path):
     mindckpt.save_checkpoint(full_state(zoo("2d")), str(tmp_path / "ref"), format="safetensors")
     assert (tmp_path / "a.safetensors").read_bytes() == \
         (tmp_path / "ref.safetensors").read_bytes()
+
+
+def _dies_mid_save(rank, world, good, bad):
+    from mindckpt.parallel import save as S
+
+    mesh = make_mesh(world, "1d")
+    sd = dtensor_state(mesh, zoo("1d"))
+    S.save_distributed(sd, good, integrated_save=False)
+    if rank == 1:  # the process dies after writing its part, before reporting it
+        real = S.write_file
+
+        def write_then_die(*a, **kw):
+            real(*a, **kw)
+            os._exit(3)
+        S.write_file = write_then_die
+    try:
+        S.save_distributed(sd, bad, integrated_save=False)
+    except Exception as e:  # noqa: BLE001 - gloo reports the lost peer
+        return f"{type(e).__name__}: {e}"
+    return None
+
+
+@pytest.mark.slow
+def test_rank_process_dies_mid_save(tmp_path):
+    good, bad = tmp_path / "good", tmp_path / "bad"
+    out = run_ranks(_dies_mid_save, 3, tmp_path, str(good), str(bad), dead=(1,), timeout=120)
+    assert out[1] is None and out[0] and out[2]  # the survivors raised, none hung
+    assert (bad / "rank_1").exists() and not (bad / "mindckpt.commit").exists()
+    assert (good / "mindckpt.commit").exists()

@@ -95,6 +95,8 @@ class Comm:
         failures = {r: msg for r, msg in enumerate(reports) if msg is not None}
         if not failures:
             return
+        if isinstance(error, BaseException) and self.world_size == 1:
+            raise error  # one process: the error as a plain save raises it
         who = "; ".join(f"rank {r}: {msg}" for r, msg in sorted(failures.items()))
         err = DistributedCheckpointError(
             f"{stage} failed on {len(failures)} of {self.world_size} rank(s) ({who}). Nothing "

@@ -183,6 +183,7 @@ def placements_from_layout(layout: TensorLayout) -> tuple[tuple[int, ...], list[
 
 def to_dtensor(local: Any, layout: TensorLayout, mesh: Any) -> Any:
     """A DTensor over ``mesh`` (of shape ``layout.dev_matrix``) from this rank's ``local``."""
+    import torch
     from torch.distributed.tensor import DTensor
 
     shape, placements = placements_from_layout(layout)
@@ -191,8 +192,8 @@ def to_dtensor(local: Any, layout: TensorLayout, mesh: Any) -> Any:
                           f"{tuple(mesh.mesh.shape)}, the layout's device matrix is {shape}.")
     full = tuple(layout.full_shape)
     stride = tuple(math.prod(full[i + 1:]) for i in range(len(full)))  # C-contiguous
-    return DTensor.from_local(local, mesh, placements, run_check=False, shape=full,
-                              stride=stride)
+    return DTensor.from_local(local, mesh, placements, run_check=False,
+                              shape=torch.Size(full), stride=stride)
 
 
 def coerce_layout(spec: Any, local_shape: Sequence[int], name: str) -> TensorLayout:

@@ -352,7 +352,7 @@ def load_distributed(
                                    f"{tuple(local.shape)} but its layout gives rank {rank} a "
                                    f"slice of shape {box_shape(want)}.")
             jobs.append((name, local, entry, want))
-        for name, local, entry, want in jobs:
+        for _name, local, entry, want in jobs:
             arr, same = _host_view(local)
             _fill_shard(src, entry, want, arr, rank)
             _store_back(local, arr, same)

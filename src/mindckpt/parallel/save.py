@@ -46,7 +46,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import posixpath
 import re
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
@@ -64,7 +63,7 @@ from ..formats import safetensors as _st
 from ..formats.ckpt import content_view
 from ..formats.records import Record
 from ..nn import Cell
-from ..pipeline import FORMATS, check_records, write_file
+from ..pipeline import FORMATS, write_file
 from ..storage.base import Store, Transaction, is_committed
 from ._dist import Comm, DistributedCheckpointError, checkpoint_comm
 from ._index import Chunk, DistIndex, ParamEntry, encode_index, layout_from_json, layout_to_json
@@ -381,10 +380,10 @@ class _Gatherer:
         if self.writer is not None:
             self.comm.send_recv(sends, [(buf, _src_of(distinct, box, self.writer))
                                         for buf, _v, box in recvs])
-            for buf, view, _box in recvs:
+            for buf, back, _box in recvs:
                 self.received += buf.nbytes
-                if view is not None:
-                    view[...] = buf
+                if back is not None:
+                    back[...] = buf
         return out
 
 
@@ -608,6 +607,8 @@ def _raise_failures(reports: Sequence[Any], stage: str, mine: BaseException | No
     failures = {r: rep[1] for r, rep in enumerate(reports) if rep[0] != "ok"}
     if not failures:
         return
+    if mine is not None and len(reports) == 1:
+        raise mine  # world size 1: the error as a plain save raises it
     who = "; ".join(f"rank {r}: {msg}" for r, msg in sorted(failures.items()))
     err = DistributedCheckpointError(
         f"{stage} failed on {len(failures)} of {len(reports)} rank(s) ({who}). Nothing was "
