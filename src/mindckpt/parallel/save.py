@@ -306,9 +306,8 @@ class _HeaderCapture:
         self.header: bytes | None = None
 
     def write(self, data: Any) -> None:
-        if self.header is not None:
-            raise _HeaderOnly
         self.header = bytes(data)
+        raise _HeaderOnly  # stop the writer before it touches the (placeholder) data
 
 
 # --------------------------------------------------------------------------- gathering
