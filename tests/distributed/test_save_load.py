@@ -205,3 +205,37 @@ def test_restore_redundancy_from_own_files(tmp_path):
     for o in out:
         assert o["missing"] == [] and o["extra"] == []
         _check_full(o["values"], "2d")
+
+
+def _tp_module(rank, world, d):
+    import torch.nn as nn
+    from torch.distributed.tensor.parallel import (ColwiseParallel, RowwiseParallel,
+                                                   parallelize_module)
+
+    from mindckpt.parallel.load import load_distributed
+    from mindckpt.parallel.save import save_distributed
+
+    mesh = make_mesh(world, "1d")
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(8, 24), nn.ReLU(), nn.Linear(24, 8))
+    full = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    parallelize_module(net, mesh, {"0": ColwiseParallel(), "2": RowwiseParallel()})
+    save_distributed(net, f"{d}/tp", writer_rank=0)
+    save_distributed(net, f"{d}/tp_sliced", integrated_save=False)
+    torch.manual_seed(1)
+    other = nn.Sequential(nn.Linear(8, 24), nn.ReLU(), nn.Linear(24, 8))
+    parallelize_module(other, mesh, {"0": RowwiseParallel(), "2": ColwiseParallel()})
+    res = load_distributed(f"{d}/tp_sliced", other)
+    got = {k: np_of(v.full_tensor()) for k, v in other.state_dict().items()}
+    return list(res), got, {k: np_of(v) for k, v in full.items()}
+
+
+def test_tensor_parallel_module(tmp_path):
+    out = run_ranks(_tp_module, 2, tmp_path, str(tmp_path))
+    (missing, extra), got, full = out[0]
+    assert missing == [] and extra == []
+    for k in full:
+        np.testing.assert_array_equal(got[k], full[k], err_msg=k)
+    ref = mindckpt.load_checkpoint(str(tmp_path / "tp.ckpt"))
+    for k in full:
+        np.testing.assert_array_equal(ref[k].asnumpy(), full[k], err_msg=k)
