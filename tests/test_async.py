@@ -284,3 +284,38 @@ def test_error_of_a_second_writer_at_exit(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1
     assert "own-writer.ckpt" in proc.stderr
+
+
+def test_prepare_sizes_and_faults_the_arena_before_the_first_save(tmp_path):
+    from mindckpt._api import plan_save, run_save
+    from mindckpt.collect import collect
+
+    model = {f"w{i}": np.full((256, 257), i, np.float32) for i in range(6)}
+    w = AsyncWriter()
+    w.prepare(collect(model))  # background
+    w.prepare(collect(model))  # already (being) prepared: no second arena
+    run_save(plan_save(model, str(tmp_path / "p.ckpt"), async_save=True), w)
+    buffer = w._arena.buffer
+    assert w._arena.capacity >= sum(a.nbytes for a in model.values())
+    run_save(plan_save(model, str(tmp_path / "q.ckpt"), async_save=True), w)
+    assert w._arena.buffer is buffer  # the prepared arena is the one used
+    w.close()
+    import mindckpt as ms
+
+    got = ms.load_checkpoint(str(tmp_path / "p.ckpt"))
+    np.testing.assert_array_equal(got["w5"].asnumpy(), model["w5"])
+
+
+def test_model_checkpoint_prepares_its_writer_when_training_begins(tmp_path):
+    from mindckpt.train import CheckpointConfig, ModelCheckpoint, RunContext
+    from mindckpt.train.callback import InternalCallbackParam
+
+    net = {"w": np.ones((512, 512), np.float32)}
+    cb = ModelCheckpoint("p", str(tmp_path), CheckpointConfig(async_save=True,
+                                                              saved_network=None))
+    params = InternalCallbackParam(train_network=net, cur_step_num=0, cur_epoch_num=1,
+                                   batch_num=1, epoch_num=1)
+    cb.on_train_begin(RunContext(params))
+    cb._writer._join_prepare()
+    assert cb._writer._arena.capacity >= 512 * 512 * 4
+    cb.close()

@@ -83,6 +83,8 @@ __all__ = [
 ASYNC_THREAD_NAME = "asyn_save_ckpt"
 _ALIGN = 64
 _ARENA_GRANULE = 2 << 20  # arena sizes are rounded up to 2 MiB (one huge page)
+_PAGE = 4096
+_MADV_POPULATE_WRITE = getattr(mmap, "MADV_POPULATE_WRITE", 23)  # Linux 5.14
 
 _logger = logging.getLogger("mindckpt")
 
@@ -120,6 +122,19 @@ class _Arena:
         except (AttributeError, OSError, ValueError, TypeError):  # no anonymous mmap: heap
             self.buffer = np.empty(size, dtype=np.uint8)
         return self.buffer
+
+    def prefault(self) -> None:
+        """Fault every page of the arena in now (``MADV_POPULATE_WRITE``, else one write per
+        page), so that the first snapshot into it costs a memcpy and no page faults."""
+        if not self.buffer.nbytes:
+            return
+        if self._mmap is not None:
+            try:
+                self._mmap.madvise(_MADV_POPULATE_WRITE)
+                return
+            except (OSError, ValueError, AttributeError):  # kernels before 5.14
+                pass
+        self.buffer[::_PAGE] = 0
 
     def release(self) -> None:
         self._unpin()
@@ -167,14 +182,8 @@ def _with_value(rec: Any, value: Any) -> Any:
     return (rec[0], value, *rec[2:])
 
 
-def _snapshot(records: Sequence[Any], arena: _Arena, device_only: bool = False) -> list:
-    """Copy every array of ``records`` into the arena; return records that point into it.
-
-    torch tensors on the host are copied like arrays; tensors on a device (CUDA) are copied
-    straight from the device into the arena (page-locked once), then synchronised: one copy.
-    With ``device_only`` host values are passed through (the process mode's fork snapshots
-    them).
-    """
+def _arena_bytes(records: Sequence[Any], device_only: bool = False) -> int:
+    """The arena bytes a snapshot of ``records`` takes (64-byte aligned slots)."""
     def nbytes_of(value: Any) -> int:
         if isinstance(value, np.ndarray):
             return 0 if value.dtype.kind in "OV" or device_only else value.nbytes
@@ -184,8 +193,18 @@ def _snapshot(records: Sequence[Any], arena: _Arena, device_only: bool = False) 
             return value.numel() * value.element_size()
         return 0
 
-    total = sum(_aligned(nbytes_of(rec[1])) for rec in records)
-    buf = arena.reserve(total)
+    return sum(_aligned(nbytes_of(rec[1])) for rec in records)
+
+
+def _snapshot(records: Sequence[Any], arena: _Arena, device_only: bool = False) -> list:
+    """Copy every array of ``records`` into the arena; return records that point into it.
+
+    torch tensors on the host are copied like arrays; tensors on a device (CUDA) are copied
+    straight from the device into the arena (page-locked once), then synchronised: one copy.
+    With ``device_only`` host values are passed through (the process mode's fork snapshots
+    them).
+    """
+    buf = arena.reserve(_arena_bytes(records, device_only))
     staged: list = []
     offset = 0
     synced: set = set()
@@ -348,6 +367,8 @@ class AsyncWriter:
         self.name = name
         self._lock = threading.RLock()
         self._arena = _Arena()
+        self._arena_lock = threading.Lock()
+        self._preparing: threading.Thread | None = None
         self._job: _Job | None = None
         self._closed = False
         _writers.add(self)
@@ -358,6 +379,10 @@ class AsyncWriter:
         """True while a save (thread or process) is still running."""
         with self._lock:
             return self._job is not None and self._job.is_alive()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     @property
     def target(self) -> str | None:
@@ -406,6 +431,7 @@ class AsyncWriter:
                     f"AsyncWriter.submit({target}): the writer is closed; create a new one."
                 )
             self.wait()
+            self._join_prepare()
             if mode == "process" and _fork_ok:
                 self._submit_process(records, write, target)
                 return
@@ -418,6 +444,38 @@ class AsyncWriter:
             self._job = job
             thread.start()
 
+    def prepare(self, records: Sequence[Any], *, background: bool = True) -> None:
+        """Size the arena for ``records`` and fault its pages in, off the caller's path.
+
+        The first thread-mode snapshot then costs what later ones do (one memcpy) instead of
+        also paying a page fault per 4 KiB of the model.  ``ModelCheckpoint`` calls this when
+        training begins; call it yourself before a first ``save_checkpoint(async_save=True)``
+        through :func:`default_writer` if that first stall matters.  ``submit`` waits for a
+        preparation still running.
+        """
+        nbytes = _arena_bytes(records)
+        if nbytes <= self._arena.capacity:
+            return
+
+        def work() -> None:
+            with self._arena_lock:
+                self._arena.reserve(nbytes)
+                self._arena.prefault()
+
+        with self._lock:
+            self._join_prepare()
+            if background:
+                self._preparing = threading.Thread(target=work, name=f"{self.name}-prepare",
+                                                   daemon=True)
+                self._preparing.start()
+            else:
+                work()
+
+    def _join_prepare(self) -> None:
+        t, self._preparing = self._preparing, None
+        if t is not None:
+            t.join()
+
     def close(self) -> None:
         """Finish the in-flight save (raising its error once) and free the arena.
 
@@ -428,6 +486,7 @@ class AsyncWriter:
             try:
                 self.wait()
             finally:
+                self._join_prepare()
                 self._arena.release()
 
     def __enter__(self) -> AsyncWriter:

@@ -103,6 +103,7 @@ class CheckpointManager:
         retention: policies.RetentionPolicy | None = None,
         retire: Sequence[str] = (),
         storage_options: dict[str, Any] | None = None,
+        writer: AsyncWriter | None = None,
         **save_options: Any,
     ) -> None:
         if not isinstance(prefix, str) or "/" in prefix:
@@ -120,7 +121,7 @@ class CheckpointManager:
         self.retire_files: list[str] = []
         self.storage_options = storage_options
         self.save_options = save_options
-        self.writer = AsyncWriter()
+        self.writer = writer if writer is not None else AsyncWriter()
         # retention waiting for the async save: (directory, prefixes, key, save time, previous)
         self._pending: tuple[str, list[str], str, float, float] | None = None
         self._closed = False

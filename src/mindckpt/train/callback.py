@@ -29,6 +29,8 @@ from typing import Any
 from collections.abc import Callable
 
 from mindckpt import policies
+from mindckpt.async_writer import AsyncWriter
+from mindckpt.collect import collect
 from mindckpt.errors import AsyncSaveError
 from mindckpt.manager import CheckpointManager
 from mindckpt.storage.local import LOCAL
@@ -232,6 +234,7 @@ class ModelCheckpoint(Callback):
         self._append_dict: dict[str, Any] = dict(self._base_append)
         self._latest_ckpt_file_name = ""
         self._manager: CheckpointManager | None = None  # made at the first save
+        self._writer = AsyncWriter()  # its arena is prepared when training begins
         self._retire: list[str] = []  # earlier runs' prefixes retired too (resume)
         self._retire_files: list[str] = []  # earlier runs' breakpoint files (resume)
         self._runs = 0
@@ -264,6 +267,24 @@ class ModelCheckpoint(Callback):
             self._manager.retire_files = []
         self._saved_in_run = False
         self._started = False
+        self._prepare_async(run_context)
+
+    def _prepare_async(self, run_context) -> None:
+        """Size and fault in the async snapshot buffer now, so the first save stalls no more
+        than later ones (thread mode; the process mode's snapshot is the fork)."""
+        if self._config.async_save not in (True, "thread"):
+            return
+        try:
+            network = self._network(run_context.original_args())
+        except (KeyError, AttributeError):  # no network known before the first step
+            return
+        if network is None:
+            return
+        try:
+            records = collect(network)
+        except (TypeError, ValueError):
+            return  # the save itself will report what is wrong with the network
+        self._writer.prepare(records)
 
     def step_end(self, run_context):
         cb_params = run_context.original_args()
@@ -320,8 +341,11 @@ class ModelCheckpoint(Callback):
     def _manager_for(self, directory: str) -> CheckpointManager:
         mgr = self._manager
         if mgr is None:
+            if self._writer.closed:
+                self._writer = AsyncWriter()
             mgr = self._manager = CheckpointManager(
-                directory, self._prefix, format=self._config.format, retention=self._retention
+                directory, self._prefix, format=self._config.format, retention=self._retention,
+                writer=self._writer,
             )
         elif mgr.directory != directory:
             mgr.wait()  # the pending retention runs in the old directory
