@@ -12,9 +12,10 @@ headers are read to tell whether it is complete (a truncated file, or one whose 
 parse, is not); an encrypted file is reported as such, since its records cannot be read without
 the key.  Temporary files of saves in progress (``.name.XXXXXXXX.tmp``) are listed as incomplete.
 
-``latest`` marks the checkpoint to resume from: the newest complete regular (not breakpoint)
-checkpoint, by modification time then (epoch, step), which is what ``ModelCheckpoint``'s
-``latest_ckpt_file_name`` names at the end of the run that wrote it.
+``latest`` marks the checkpoint to resume from: what :func:`mindckpt.train.latest_checkpoint`
+returns for the directory's prefix (the newest complete checkpoint by modification time,
+breakpoint files included).  Where the directory holds several prefixes and none is given, it is
+the newest complete regular (not breakpoint) checkpoint.
 """
 
 from __future__ import annotations
@@ -97,18 +98,25 @@ def _status(path: str) -> tuple[bool | None, str]:
     return True, "complete"
 
 
-def _train_latest(directory: str, prefix: str | None) -> str | None:
-    """``mindckpt.train.latest_checkpoint(directory[, prefix])`` when the library has it: one
-    home for the resume rule."""
+def _train_latest(directory: str, prefixes: set[str]) -> str | None:
+    """``mindckpt.train.latest_checkpoint(directory, prefix)`` when the library has it (one home
+    for the resume rule), for the one base prefix of the directory's files."""
+    import logging
+
     from . import train
 
     fn = getattr(train, "latest_checkpoint", None)
-    if fn is None:
+    if fn is None or len(prefixes) != 1:
         return None
+    log = logging.getLogger("mindckpt")
+    level = log.level
+    log.setLevel(logging.ERROR)  # the listing reports damaged files itself
     try:
-        got = fn(directory) if prefix is None else fn(directory, prefix)
+        got = fn(directory, next(iter(prefixes)))
     except (TypeError, CheckpointError, OSError):
         return None
+    finally:
+        log.setLevel(level)
     return os.fspath(got) if isinstance(got, (str, os.PathLike)) else None
 
 
@@ -150,7 +158,8 @@ def list_checkpoints(directory: Any, prefix: str | None = None) -> list[Checkpoi
         found.append(CheckpointFile(name, path, pre, epoch, step, bp, fmt, st.st_size,
                                     st.st_mtime, complete, status))
     found.sort(key=lambda c: (c.mtime, c.epoch, c.step, c.breakpoint, c.name))
-    chosen = _train_latest(directory, prefix)
+    bases = {prefix} if prefix is not None else {re.sub(r"_\d+$", "", c.prefix) for c in found}
+    chosen = _train_latest(directory, bases) if found else None
     if chosen is not None:
         for c in found:
             if os.path.realpath(c.path) == os.path.realpath(chosen):

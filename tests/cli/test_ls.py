@@ -42,11 +42,14 @@ def test_listing_text_and_json(tmp_path):
     assert by["mlp_1-5_10.ckpt"]["complete"] is None and "AES-GCM" in by["mlp_1-5_10.ckpt"]["status"]
     assert by["mlp-3_4_breakpoint.ckpt"]["breakpoint"] is True
     assert by["mlp-2_10.ckpt"]["epoch"] == 2 and by["mlp-2_10.ckpt"]["step"] == 10
-    assert out["latest"].endswith("mlp-3_10.ckpt")
+    # mindckpt.train.latest_checkpoint's rule: the newest complete file, breakpoints included
+    assert out["latest"].endswith("mlp-3_4_breakpoint.ckpt")
     text = run_cli("ls", str(d)).out
-    assert "latest: mlp-3_10.ckpt" in text
+    assert "latest: mlp-3_4_breakpoint.ckpt" in text
     star = [ln for ln in text.splitlines() if ln.startswith("*")]
-    assert len(star) == 1 and "mlp-3_10.ckpt" in star[0]
+    assert len(star) == 1 and "mlp-3_4_breakpoint.ckpt" in star[0]
+    os.utime(d / "mlp-3_4_breakpoint.ckpt", (1_600_000_000,) * 2)  # now the oldest
+    assert run_cli("ls", str(d), "--json").json()["latest"].endswith("mlp-3_10.ckpt")
     only = run_cli("ls", str(d), "--prefix", "mlp_1", "--json").json()
     assert {c["prefix"] for c in only["checkpoints"]} == {"mlp_1"}
 
