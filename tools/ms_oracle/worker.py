@@ -430,13 +430,15 @@ def _jsonable(x):
 
 
 def h_ms_parallel(req):
-    """{"op": "ms_parallel", "fn": name in mindspore.parallel (or mindspore), "args": [...],
+    """{"op": "ms_parallel", "fn": name in mindspore.parallel (or its transform_safetensors
+    module, or mindspore), "args": [...],
     "kwargs": {...}} -> {"result": JSON form (numpy scalars as {"numpy_scalar", "value"})}.
     Only for tools taking and returning plain values (paths, ints, lists); kwargs
     "choice_drop": [names] becomes choice_func=lambda n: n not in names."""
     m = ms()
     import mindspore.parallel as mp
-    fn = getattr(mp, req["fn"], None) or getattr(m, req["fn"])
+    import mindspore.parallel.transform_safetensors as mts
+    fn = getattr(mp, req["fn"], None) or getattr(mts, req["fn"], None) or getattr(m, req["fn"])
     kwargs = dict(req.get("kwargs") or {})
     if "choice_drop" in kwargs:  # choice_func dropping these names
         drop = set(kwargs.pop("choice_drop"))

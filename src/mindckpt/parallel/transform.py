@@ -40,6 +40,7 @@ __all__ = [
     "TransformProgress",
     "TransformError",
     "rank_list_for_transform",
+    "rank_list_for_convert",
     "transform_checkpoint_by_rank",
     "transform_checkpoints",
     "convert_checkpoint_by_rank",
@@ -297,6 +298,9 @@ def _needed(rank_id: int, src_map: Mapping[str, ParamStrategy],
             continue
         choose_sources(s_lay, box, set(s_lay.ranks()), rank_id, chosen, name)
     return sorted(chosen, reverse=True)
+
+
+rank_list_for_convert = rank_list_for_transform
 
 
 # --------------------------------------------------------------------------- by rank
