@@ -80,11 +80,14 @@ def _dst_layout(name: str, full: Sequence[int], dst_map: Mapping[str, ParamStrat
 def resolve(name: str, shapes: Mapping[int, tuple[int, ...]],
             src_map: Mapping[str, ParamStrategy] | None,
             dst_map: Mapping[str, ParamStrategy] | None,
-            parent_shapes: Mapping[int, tuple[int, ...]] | None = None) -> ParamPlan:
+            parent_shapes: Mapping[int, tuple[int, ...]] | None = None,
+            paths: Mapping[int, str] | None = None) -> ParamPlan:
     """The plan of ``name`` from its local shape in each source rank holding it.
 
-    ``parent_shapes``: local shapes of the inheritable parent (see the module doc), if any.
+    ``parent_shapes``: local shapes of the inheritable parent (see the module doc), if any;
+    ``paths``: the source files by rank, for messages.
     """
+    where = _Where(paths or {})
     if not shapes:
         raise TransformError(f"Parameter '{name}' is in no source file.")
     if src_map is not None and name in src_map:
@@ -93,10 +96,11 @@ def resolve(name: str, shapes: Mapping[int, tuple[int, ...]],
         try:
             src = ps.layout_from_local(local)
         except LayoutError as e:
-            raise TransformError(f"Parameter '{name}' in the source file of rank {rank} has "
+            raise TransformError(f"Parameter '{name}' in the source file of rank {rank}"
+                                 f"{where(rank)} has "
                                  f"shape {list(local)}, which the source strategy cannot "
                                  f"explain: {e}") from None
-        _check_shapes(name, src, shapes)
+        _check_shapes(name, src, shapes, where)
         return ParamPlan(name, src, _dst_layout(name, src.full_shape, dst_map, None), "strategy")
     parent = parent_name(name, src_map) if src_map is not None else None
     if parent is not None and src_map is not None and parent_shapes:
@@ -111,7 +115,7 @@ def resolve(name: str, shapes: Mapping[int, tuple[int, ...]],
                              f"inherited from '{parent}'")
     distinct = sorted(set(shapes.values()))
     if len(distinct) > 1:
-        by = ", ".join(f"rank {r}: {list(s)}" for r, s in sorted(shapes.items())[:6])
+        by = ", ".join(f"rank {r}{where(r)}: {list(s)}" for r, s in sorted(shapes.items())[:6])
         raise TransformError(
             f"Parameter '{name}' is not in the source strategy file and its shape differs "
             f"between ranks ({by}), so it is sliced in a way the transform cannot know. Save "
@@ -131,18 +135,29 @@ def _replicated_on(layout: TensorLayout, ranks: Sequence[int]) -> TensorLayout:
                         name=layout.name)
 
 
-def _check_shapes(name: str, src: TensorLayout, shapes: Mapping[int, tuple[int, ...]]) -> None:
+class _Where:
+    def __init__(self, paths: Mapping[int, str]):
+        self.paths = paths
+
+    def __call__(self, rank: int) -> str:
+        p = self.paths.get(rank)
+        return f" ({p})" if p else ""
+
+
+def _check_shapes(name: str, src: TensorLayout, shapes: Mapping[int, tuple[int, ...]],
+                  where: _Where) -> None:
     for r, s in sorted(shapes.items()):
         box = src.box(r)
         if box is None:
             raise TransformError(
-                f"Parameter '{name}' is in the source file of rank {r}, but the source "
+                f"Parameter '{name}' is in the source file of rank {r}{where(r)}, but the source "
                 f"strategy puts it in stage(s) {list(src.stages)} only (rank {r} is in stage "
                 f"{src.stage_of(r)}); pass the strategy file of that run (for pipelines, the "
                 "one merged with merge_pipeline_strategys).")
         if box_shape(box) != tuple(s):
             raise TransformError(
-                f"Parameter '{name}' has shape {list(s)} in the source file of rank {r}, but "
+                f"Parameter '{name}' has shape {list(s)} in the source file of rank {r}"
+                f"{where(r)}, but "
                 f"the source strategy gives that rank a slice of shape {list(box_shape(box))} "
                 f"(full shape {list(src.full_shape)}); check that the strategy file belongs "
                 "to these checkpoints.")

@@ -169,7 +169,8 @@ class Resharder:
                 parent_shapes = {r: f.info(parent).shape for r, f in self.files.items()
                                  if parent in f}
         try:
-            p = resolve(name, shapes, self.src_map, self.dst_map, parent_shapes)
+            p = resolve(name, shapes, self.src_map, self.dst_map, parent_shapes,
+                        {r: f.path for r, f in self.files.items()})
         except TransformError as e:
             raise TransformError(f"For '{self.tool}': {e}") from None
         self._plans[name] = p
