@@ -492,6 +492,7 @@ def _save_integrated(plan: list[_Item], local: Mapping[str, Any], comm: Comm, st
                 arr = g.gather(by_name[name])
                 if sink is not None and isinstance(arr, np.ndarray) and arr.nbytes:
                     sink.write(content_view(arr))
+                del arr  # one full parameter alive at a time
         else:
             def records() -> Any:
                 for it in plan:
@@ -499,6 +500,7 @@ def _save_integrated(plan: list[_Item], local: Mapping[str, Any], comm: Comm, st
                     if value is not None:
                         over = T.dtype_of_name(it.override) if it.override else None
                         yield Record(it.name, value, over)
+                    del value  # not kept alive by this frame during the next gather
             if sink is None:
                 for _r in records():
                     pass
