@@ -293,6 +293,26 @@ s = nn.SequentialCell([nn.Dense(1, 1), nn.SequentialCell([nn.ReLU()])])
 r = s.apply(lambda c: seen.append(type(c).__name__))
 out = [err(lambda: Net().check_names()), s.check_names(), seen, r is s]
 """,
+    "activations": """
+klasses = ["ReLU", "ReLU6", "Tanh", "Sigmoid", "GELU", "FastGelu", "ELU", "Softmax",
+           "LogSoftmax", "SiLU", "HSwish", "HSigmoid", "LeakyReLU", "Softsign", "Mish", "Softmin",
+           "LogSigmoid", "Hardtanh", "HShrink", "SoftShrink", "Tanhshrink", "RReLU", "Softmax2d",
+           "PReLU"]
+a = [repr(getattr(nn, k)()) for k in klasses]
+b = [repr(nn.Dropout(p=0.3)), repr(nn.Dropout(keep_prob=0.7)), repr(nn.Dropout())]
+c = []
+for act in ("relu", "tanh", "prelu", "preluExt", "gelu", "leakyrelu"):
+    d = nn.Dense(2, 3, activation=act)
+    c.append([repr(d), params(d), [n for n, _ in d.cells_and_names()]])
+d = nn.Dense(2, 3, activation=nn.Tanh())
+e = [repr(d), err(lambda: nn.Dense(2, 3, activation=5)), err(lambda: nn.Dense(2, 3, activation="foo")),
+     err(lambda: nn.Dense(2, 3, activation="threshold"))]
+p = nn.PReLU(channel=3, w=0.1)
+f = [params(p), p.w.asnumpy().tolist(), params(nn.PReLU())]
+s = nn.SequentialCell([nn.Dense(2, 2, activation="prelu"), nn.Dropout(p=0.1), nn.PReLU()])
+g = [names(s), repr(s)]
+out = [a, b, c, e, f, g]
+""",
     "tensor_conversions": """
 t = ms.Tensor(np.arange(6, dtype=np.int32).reshape(2, 3))
 a = [tinfo(x) for x in (t.float(), t.half(), t.double(), t.long(), t.bool(), t.bfloat16(),

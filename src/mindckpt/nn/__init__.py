@@ -3,9 +3,12 @@
 ``Cell`` (naming rules, ``parameters_and_names``, ``state_dict``/``load_state_dict``) is in
 :mod:`mindckpt.nn.cell`; the layers (``Dense``, ``Conv1d``, ``Conv2d``, ``BatchNorm1d``,
 ``BatchNorm2d``, ``LayerNorm``, ``Embedding`` ...) in :mod:`mindckpt.nn.layers`; the
-containers (``SequentialCell``, ``CellList``) in :mod:`mindckpt.nn.container`.
+containers (``SequentialCell``, ``CellList``) in :mod:`mindckpt.nn.container`; activations and
+``Dropout`` in :mod:`mindckpt.nn.activation`.
 """
 
+from . import activation as _activation
+from .activation import *  # noqa: F403  (MindSpore's activation and dropout cells)
 from .cell import Cell
 from .container import CellList, SequentialCell
 from .layers import (
@@ -18,10 +21,9 @@ from .layers import (
     Flatten,
     LayerNorm,
     MaxPool2d,
-    ReLU,
 )
 
 __all__ = [
     "Cell", "SequentialCell", "CellList", "Dense", "Conv1d", "Conv2d", "BatchNorm1d",
-    "BatchNorm2d", "LayerNorm", "Embedding", "ReLU", "Flatten", "MaxPool2d",
+    "BatchNorm2d", "LayerNorm", "Embedding", "Flatten", "MaxPool2d", *_activation.__all__,
 ]  # fmt: skip

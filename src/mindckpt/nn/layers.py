@@ -18,10 +18,11 @@ import numpy as np
 
 from ..common.initializer import HeUniform, Uniform, initializer
 from ..tensor import Parameter, Tensor, _as_type, float32
+from .activation import get_activation
 from .cell import Cell
 
 __all__ = ["Dense", "Conv1d", "Conv2d", "BatchNorm1d", "BatchNorm2d", "LayerNorm", "Embedding",
-           "ReLU", "Flatten", "MaxPool2d"]
+           "Flatten", "MaxPool2d"]
 
 
 def _init(init: Any, shape: tuple[int, ...], dtype: Any) -> Tensor:
@@ -71,7 +72,13 @@ class Dense(Cell):
         _check_channels(in_channels, "in_channels", "Dense")
         _check_channels(out_channels, "out_channels", "Dense")
         self.in_channels, self.out_channels = in_channels, out_channels
-        self.activation, self.activation_flag = activation, activation is not None
+        if isinstance(activation, str):
+            activation = get_activation(activation)
+        elif activation is not None and not isinstance(activation, Cell):
+            raise TypeError("For 'Dense', the 'activation' must be str or Cell or Primitive, but "
+                            f"got {type(activation).__name__}.")
+        self.activation = activation  # a Cell: registered as the child "activation"
+        self.activation_flag = activation is not None
         self.weight = Parameter(_init(_default_weight_init(weight_init),
                                       (out_channels, in_channels), dtype), name="weight")
         self.has_bias = has_bias
@@ -248,11 +255,6 @@ class Embedding(Cell):
         return (f"vocab_size={self.vocab_size}, embedding_size={self.embedding_size}, "
                 f"use_one_hot={self.use_one_hot}, embedding_table={self.embedding_table}, "
                 f"dtype={self.dtype}, padding_idx={self.padding_idx}")
-
-
-class ReLU(Cell):
-    def construct(self, x: Any) -> np.ndarray:
-        return np.maximum(np.asarray(x), 0)
 
 
 class Flatten(Cell):
