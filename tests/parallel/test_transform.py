@@ -297,3 +297,31 @@ def test_process_num_threads_give_the_same_files(tmp_path):
     transform_checkpoints(str(tmp_path / "src"), str(tmp_path / "o"), "x",
                           str(tmp_path / "src.ckpt"), str(tmp_path / "d.ckpt"), process_num=3)
     check_out(tmp_path / "o", "x", dst, model)
+
+
+def test_untracked_tensor_sliced_evenly_is_an_error_not_a_wrong_copy(tmp_path):
+    # same shape on every rank but different values: a slice, not a replica
+    lay = TensorLayout([2], [0], [4])
+    for r in range(2):
+        save(str(tmp_path / f"src/rank_{r}/a.ckpt"),
+             {"w": np.zeros(2, np.float32), "m_w": np.full(2, r, np.float32),
+              "step": np.array(r, np.int32)})
+    write_strategy(str(tmp_path / "s.ckpt"), {"w": lay})
+    with pytest.raises(TransformError, match=r"'m_w' is not in the source strategy file and "
+                                             r"its values differ between rank 0"):
+        transform_checkpoints(str(tmp_path / "src"), str(tmp_path / "o"), "x",
+                              str(tmp_path / "s.ckpt"))
+
+
+def test_untracked_scalars_may_differ_and_come_from_the_lowest_rank(tmp_path):
+    lay = TensorLayout([2], [0], [4])
+    for r in range(2):
+        save(str(tmp_path / f"src/rank_{r}/a.ckpt"),
+             {"w": np.full(2, r, np.float32), "step": np.array(10 + r, np.int32),
+              "lr": np.full(3, 0.5, np.float32)})
+    write_strategy(str(tmp_path / "s.ckpt"), {"w": lay})
+    transform_checkpoints(str(tmp_path / "src"), str(tmp_path / "o"), "x",
+                          str(tmp_path / "s.ckpt"))
+    got = load(str(tmp_path / "o/rank_0/x0.ckpt"))
+    assert int(got["step"]) == 10 and got["lr"].tolist() == [0.5] * 3
+    assert got["w"].tolist() == [0, 0, 1, 1]

@@ -22,6 +22,8 @@ arithmetic (:mod:`._plan`) instead of MindSpore's operator replay, with these di
 from __future__ import annotations
 
 import glob
+import hashlib
+import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -173,8 +175,30 @@ class Resharder:
                         {r: f.path for r, f in self.files.items()})
         except TransformError as e:
             raise TransformError(f"For '{self.tool}': {e}") from None
+        if p.how == "replicated" and self.src_map is not None and len(shapes) > 1 \
+                and math.prod(p.full_shape) > 1:
+            self._check_replicated(name, sorted(shapes))
         self._plans[name] = p
         return p
+
+    def _check_replicated(self, name: str, ranks: list[int]) -> None:
+        """A tensor outside the strategy is taken as replicated only if every rank holds the
+        same bytes: equal shapes alone cannot tell a replica from an even slice."""
+        first: tuple[int, bytes] | None = None
+        for r in ranks:
+            value = self.files[r].read(name)
+            h = hashlib.sha256(np.ascontiguousarray(value).view(np.uint8)).digest()
+            if first is None:
+                first = (r, h)
+            elif h != first[1]:
+                raise TransformError(
+                    f"For '{self.tool}': parameter '{name}' is not in the source strategy file "
+                    f"and its values differ between rank {first[0]} "
+                    f"({self.files[first[0]].path}) and rank {r} ({self.files[r].path}), so "
+                    "it is sliced (or rank-local) in a way the transform cannot know; copying "
+                    "one rank's slice would give it the wrong shape. Save the strategy with "
+                    "every parameter (MindSpore: disable_strategy_file_only_for_trainable_"
+                    "params()) or leave it out of the source checkpoints.")
 
     def dst_world(self) -> int:
         return self.dst.world
