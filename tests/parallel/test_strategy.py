@@ -235,3 +235,28 @@ def test_restore_group_info_list(tmp_path):
         restore_group_info_list(str(tmp_path / "norestore.pb"))
     with pytest.raises(TypeError):
         restore_group_info_list(1)
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200))
+def test_random_bytes_raise_only_format_error(data):
+    try:
+        decode_strategy(data, "fuzz.ckpt")
+    except FormatError:
+        pass
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 10_000), st.integers(0, 255))
+def test_flipped_bytes_raise_only_format_error(pos, value):
+    data = bytearray(pb_strategy(LAYOUTS).SerializeToString())
+    data[pos % len(data)] = value
+    try:
+        smap = decode_strategy(bytes(data), "flip.ckpt")
+        load_layout_map(dict(smap.layouts))  # whatever parsed is usable or a FormatError
+    except FormatError:
+        pass

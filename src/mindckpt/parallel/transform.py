@@ -187,7 +187,7 @@ class Resharder:
         first: tuple[int, bytes] | None = None
         for r in ranks:
             value = self.files[r].read(name)
-            h = hashlib.sha256(np.ascontiguousarray(value).view(np.uint8)).digest()
+            h = hashlib.sha256(np.ascontiguousarray(value).reshape(-1).view(np.uint8).data).digest()
             if first is None:
                 first = (r, h)
             elif h != first[1]:
