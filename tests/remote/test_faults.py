@@ -106,12 +106,12 @@ def test_network_cut_mid_upload_keeps_old(proxied_fs, proxy, bucket, boto):
 
 
 def test_network_cut_at_complete_keeps_old(proxied_fs, proxy, bucket, monkeypatch):
-    from mindckpt.storage import fsspec as F
+    from mindckpt.storage import s3 as S3
 
     store = FsspecStore(proxied_fs, part_size=5 * MiB, max_concurrency=2)
     key = f"{bucket}/run/net.ckpt"
     store.write_bytes(key, b"old")
-    real_publish = F._MultipartPending.publish
+    real_publish = S3.MultipartPending.publish
 
     def publish(self):
         while self.inflight:
@@ -119,7 +119,7 @@ def test_network_cut_at_complete_keeps_old(proxied_fs, proxy, bucket, monkeypatc
         proxy.drop()  # every part is in; the completion cannot get through
         return real_publish(self)
 
-    monkeypatch.setattr(F._MultipartPending, "publish", publish)
+    monkeypatch.setattr(S3.MultipartPending, "publish", publish)
     with pytest.raises(StorageError, match="connection failed"), pytest.warns(RuntimeWarning):
         store.write_bytes(key, pattern(SIZE, 2))
     monkeypatch.undo()

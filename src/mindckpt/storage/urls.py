@@ -9,7 +9,7 @@
   ``fsspec.url_to_fs`` builds, so fsspec's ordinary configuration applies (its config files and
   ``FSSPEC_<PROTOCOL>_<OPTION>`` variables, botocore's ``AWS_ENDPOINT_URL``, profiles and
   credentials), with ``storage_options`` passed on to the filesystem.  For S3 the botocore
-  timeouts and retries start from :data:`~mindckpt.storage.fsspec.S3_CONFIG_DEFAULTS`; a
+  timeouts and retries start from :data:`~mindckpt.storage.s3.S3_CONFIG_DEFAULTS`; a
   ``config_kwargs`` from the options or from fsspec's configuration wins, key by key, and
   ``AWS_MAX_ATTEMPTS``/``AWS_RETRY_MODE`` in the environment leave retries to botocore.
 
@@ -80,7 +80,7 @@ def _backend_hint(url: str) -> str:
 def _s3_options(options: dict[str, Any]) -> dict[str, Any]:
     from fsspec.config import conf
 
-    from .fsspec import S3_CONFIG_DEFAULTS
+    from .s3 import S3_CONFIG_DEFAULTS
 
     config = dict(S3_CONFIG_DEFAULTS)
     if "AWS_MAX_ATTEMPTS" in os.environ or "AWS_RETRY_MODE" in os.environ:
