@@ -36,6 +36,8 @@ def test_backends_equal_zlib(name, data, value, cut):
 @given(c1=st.integers(0, 0xFFFFFFFF), c2=st.integers(0, 0xFFFFFFFF), n=st.integers(0, 1 << 62))
 def test_python_combine_equals_library_combine(c1, c2, n):
     """The GF(2) matrix method against zlib-ng's / ISA-L's C code, lengths up to 2**62."""
+    if len(BACKENDS) == 1:
+        pytest.skip("neither zlib-ng nor isal is installed (pip install zlib-ng isal)")
     for name, (_, combine) in BACKENDS.items():
         if name != "zlib":
             assert crc.crc32_combine_py(c1, c2, n) == combine(c1, c2, n)
