@@ -9,13 +9,15 @@
 Names only in one file, dtype or shape differences, and, for tensors with the same dtype and
 shape, value differences: the count of differing elements, the largest absolute difference and
 the largest relative difference ``|a - b| / max(|a|, |b|)``.  NaN equals NaN.  Tensors are read in
-pieces of about 16 MiB along their first axis, so memory stays bounded by the largest piece,
-whatever the files' sizes.  A ``.ckpt`` and a safetensors file compare by content.
+pieces of at most about 16 MiB (runs of whole trailing dimensions), so memory stays bounded
+whatever the files' and the tensors' sizes.  A ``.ckpt`` and a safetensors file compare by content.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,9 +84,23 @@ def _describe(e: Any) -> str:
     return e.kind
 
 
-def _rows_per_piece(shape: tuple[int, ...], itemsize: int) -> int:
-    row = math.prod(shape[1:]) * itemsize if len(shape) > 1 else itemsize
-    return max(1, _PIECE // max(1, row))
+def _pieces(shape: tuple[int, ...], itemsize: int) -> Iterator[tuple[tuple[int, int], ...]]:
+    """Boxes that tile ``shape`` in C order, each about ``_PIECE`` bytes or less (one element's
+    worth at the least): whole trailing dimensions, a run of the first partial one."""
+    nd = len(shape)
+    if nd == 0:
+        yield ()
+        return
+    d = 0
+    while d < nd - 1 and math.prod(shape[d + 1:]) * itemsize > _PIECE:
+        d += 1
+    inner = math.prod(shape[d + 1:]) * itemsize
+    step = max(1, _PIECE // max(1, inner))
+    for lead in itertools.product(*(range(n) for n in shape[:d])):
+        for start in range(0, shape[d], step):
+            stop = min(shape[d], start + step)
+            yield tuple((i, i + 1) for i in lead) + ((start, stop),) + tuple(
+                (0, n) for n in shape[d + 1:])
 
 
 def _compare(x: np.ndarray, y: np.ndarray, atol: float, rtol: float) -> tuple[int, float, float]:
@@ -123,11 +139,10 @@ def _diff_tensor(fa: CheckpointHandle, fb: CheckpointHandle, e: Any, atol: float
             n_diff, max_abs, max_rel = _compare(x.reshape(-1), y.reshape(-1), atol, rtol)
         tick(e.nbytes)
         return ValueDiff(e.name, math.prod(shape), n_diff, max_abs, max_rel)
-    step = _rows_per_piece(shape, e.nbytes // max(1, math.prod(shape)))
     sa, sb = fa.get_slice(e.name), fb.get_slice(e.name)
-    for start in range(0, shape[0], step):
-        stop = min(shape[0], start + step)
-        x, y = sa[start:stop], sb[start:stop]
+    for box in _pieces(shape, e.nbytes // max(1, math.prod(shape))):
+        index = tuple(slice(a, b) for a, b in box)
+        x, y = sa[index], sb[index]
         n, a, r = _compare(x.reshape(-1), y.reshape(-1), atol, rtol)
         n_diff += n
         max_abs, max_rel = max(max_abs, a), max(max_rel, r)

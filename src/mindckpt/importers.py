@@ -149,7 +149,10 @@ def read_torch_file(path: str) -> list[ImportedEntry]:
             "unpickles arbitrary objects; save the state_dict (tensors only) instead."
         ) from e
     out: list[ImportedEntry] = []
-    _flatten("", obj, out)
+    try:
+        _flatten("", obj, out)
+    except RecursionError:
+        raise FormatError(f"{path}: containers nested too deeply to flatten into names.") from None
     if not out:
         raise FormatError(f"{path} holds no tensors (torch.load gave {type(obj).__name__}).")
     names = [e.name for e in out]

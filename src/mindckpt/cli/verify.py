@@ -60,7 +60,7 @@ def _one(path: str, key: bytes | None, args: argparse.Namespace) -> dict[str, An
         with bar(f"verify {path}", quiet=args.quiet) as progress:
             r = verify_checkpoint(path, dec_key=key if cipher else None, dec_mode=args.mode,
                                   progress=progress)
-    except (CheckpointError, OSError) as e:
+    except (CheckpointError, OSError, ValueError, TypeError) as e:
         return {"path": path, "ok": False, "error": translate(str(e)),
                 "error_type": type(e).__name__}
     return {"path": path, "ok": True, "format": r.format, "encryption": r.cipher,
