@@ -227,3 +227,19 @@ def test_errors(tmp_path):
         ms.open_checkpoint(enc)
     with pytest.raises(ms.DecryptionError):
         ms.open_checkpoint(enc, dec_key=b"f" * 16).get_tensor("a.w")
+
+
+def test_strict_integrity_refuses_unbound_files(tmp_path):
+    """MindSpore-written GCM files carry no order binding; strict mode refuses them."""
+    from pathlib import Path
+
+    golden = Path(__file__).parent / "golden" / "files" / "enc_aes_gcm_k16.ckpt"
+    key = bytes(range(16))  # the golden manifest's key for this file
+    ms.load_checkpoint(str(golden), dec_key=key)  # MindSpore's file loads by default
+    with pytest.raises(ms.DecryptionError):
+        ms.load_checkpoint(str(golden), dec_key=key, strict_integrity=True)
+    ours = str(tmp_path / "ours.ckpt")
+    ms.save_checkpoint({"w": np.ones(3, np.float32)}, ours, enc_key=KEY)
+    assert ms.load_checkpoint(ours, dec_key=KEY, strict_integrity=True)["w"].shape == (3,)
+    with ms.open_checkpoint(ours, dec_key=KEY, strict_integrity=True) as f:
+        assert f.get_tensor("w").shape == (3,)

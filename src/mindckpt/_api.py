@@ -341,10 +341,11 @@ def read_file(
     crc_check: bool = False,
     store: Store = LOCAL,
     mmap: bool | None = None,
+    strict_integrity: bool = False,
 ) -> dict[str, Entry | str | list]:
     """Read the selected entries of a checkpoint file (no argument checks)."""
     with open_file(store, path, format=fmt, dec_key=dec_key, dec_mode=dec_mode,
-                   crc_check=crc_check) as reader:
+                   crc_check=crc_check, strict_integrity=strict_integrity) as reader:
         return reader.read(select, mmap=mmap)
 
 
@@ -372,6 +373,7 @@ def load_checkpoint(
     format: str = "ckpt",  # noqa: A002 - MindSpore's keyword
     *,
     mmap: bool | None = None,
+    strict_integrity: bool = False,
     storage_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Load a checkpoint into ``{name: Parameter | str}``; optionally into ``net`` too.
@@ -383,7 +385,9 @@ def load_checkpoint(
     mindckpt's keywords: ``mmap`` maps the file copy-on-write instead of reading it (no
     payload copied; default: on for safetensors, and for ``.ckpt`` when ``net`` is given, so
     that loading into a network copies each tensor once, straight from the page cache);
-    ``storage_options`` for fsspec URLs.
+    ``strict_integrity`` refuses encrypted files whose blocks are not bound to their file and
+    position (MindSpore-written AES-GCM files and every CBC file, whose blocks could be
+    reordered or spliced undetected); ``storage_options`` for fsspec URLs.
     """
     specify = _check_prefix(specify_prefix)
     filt = _check_prefix(filter_prefix)
@@ -405,6 +409,7 @@ def load_checkpoint(
         logger.warning("For load_checkpoint, this parameter `filter_prefix` will be deprecated, "
                        "please use `choice_func` instead.")
     check_isinstance("mmap", mmap, (type(None), bool))
+    check_isinstance("strict_integrity", strict_integrity, bool)
     if mmap is None and net is not None:
         mmap = True
     target = _check_load_file(ckpt_file_name, format, storage_options)
@@ -420,7 +425,8 @@ def load_checkpoint(
             specify = filt = None  # MindSpore ignores the prefixes for safetensors
         select = _selector(store.describe(key), specify, filt, choice_func)
         entries = read_file(key, format, select, dec_key=dec_key, dec_mode=dec_mode,
-                            crc_check=crc_check, store=store, mmap=mmap)
+                            crc_check=crc_check, store=store, mmap=mmap,
+                            strict_integrity=strict_integrity)
     if not entries and specify is None and filt is None and choice_func is None:
         raise ValueError(  # MindSpore's message, then what is really the case
             "The loaded parameter dict is empty after filter or specify, please check whether "

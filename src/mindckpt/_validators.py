@@ -85,7 +85,4 @@ def check_enc_key_length(enc_key: bytes, enc_mode: str, api: str) -> None:
     """
     from mindckpt.codecs.crypto import check_cipher_args
 
-    try:
-        check_cipher_args(enc_key, enc_mode)
-    except ValueError as exc:
-        raise ValueError(f"For '{api}', {exc}") from None
+    check_cipher_args(enc_key, enc_mode, api=api)

@@ -144,6 +144,7 @@ def open_checkpoint(
     dec_key: bytes | None = None,
     dec_mode: str | None = None,
     crc_check: bool = False,
+    strict_integrity: bool = False,
     storage_options: dict[str, Any] | None = None,
 ) -> CheckpointHandle:
     """Open a ``.ckpt`` or safetensors file (path or URL) for reading entries on demand.
@@ -155,6 +156,8 @@ def open_checkpoint(
         dec_key, dec_mode: for encrypted ``.ckpt`` files; ``dec_mode=None`` takes the mode the
             file names (AES-GCM, AES-CBC or SM4-CBC).
         crc_check: verify the stored CRC while opening (reads every byte once).
+        strict_integrity: refuse encrypted files whose blocks are not bound to their file and
+            position (MindSpore-written AES-GCM files, every CBC file).
         storage_options: passed to fsspec for URLs.
 
     Raises:
@@ -172,7 +175,7 @@ def open_checkpoint(
         raise ValueError(f"open_checkpoint: format must be 'ckpt' or 'safetensors', got {format!r}")
     store, key = resolve(path, storage_options)
     reader = open_file(store, key, format=format, dec_key=dec_key, dec_mode=dec_mode,
-                       crc_check=crc_check)
+                       crc_check=crc_check, strict_integrity=strict_integrity)
     try:
         return CheckpointHandle(reader, framework)
     except BaseException:

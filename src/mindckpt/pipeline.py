@@ -206,8 +206,10 @@ class CheckpointReader:
         dec_key: bytes | None = None,
         dec_mode: str | None = "AES-GCM",
         crc_check: bool = False,
+        strict_integrity: bool = False,
     ):
         self.source = source
+        self.strict_integrity = strict_integrity
         self.name = name
         self.crc_check = crc_check
         self.dec_key = dec_key
@@ -236,7 +238,7 @@ class CheckpointReader:
         from .codecs import crypto
 
         return crypto.DecryptSource(self.source, cast(bytes, self.dec_key), self.dec_mode,
-                                    path=self.name)
+                                    path=self.name, require_bound=self.strict_integrity)
 
     @property
     def plain(self) -> Any:
@@ -247,7 +249,8 @@ class CheckpointReader:
             from .codecs import crypto
 
             self._plain_source = crypto.DecryptByteSource(
-                self.source, cast(bytes, self.dec_key), self.dec_mode, path=self.name)
+                self.source, cast(bytes, self.dec_key), self.dec_mode, path=self.name,
+                require_bound=self.strict_integrity)
         return self._plain_source
 
     def _parse(self, select: Callable[[str], bool],
@@ -541,12 +544,19 @@ def open_file(
     dec_key: bytes | None = None,
     dec_mode: str | None = "AES-GCM",
     crc_check: bool = False,
+    strict_integrity: bool = False,
 ) -> CheckpointReader:
-    """Open ``key`` of ``store`` for scan-then-read (see :class:`CheckpointReader`)."""
+    """Open ``key`` of ``store`` for scan-then-read (see :class:`CheckpointReader`).
+
+    ``strict_integrity`` refuses encrypted files whose blocks are not bound to their file and
+    position (MindSpore-written AES-GCM files, every CBC file): see
+    :mod:`mindckpt.codecs.crypto` for what each kind of file guarantees.
+    """
     source = store.open_read(key)
     try:
         return CheckpointReader(source, store.describe(key), format=format, dec_key=dec_key,
-                                dec_mode=dec_mode, crc_check=crc_check)
+                                dec_mode=dec_mode, crc_check=crc_check,
+                                strict_integrity=strict_integrity)
     except BaseException:
         source.close()
         raise
