@@ -313,6 +313,13 @@ s = nn.SequentialCell([nn.Dense(2, 2, activation="prelu"), nn.Dropout(p=0.1), nn
 g = [names(s), repr(s)]
 out = [a, b, c, e, f, g]
 """,
+    "to_float_set_grad": """
+net = nn.SequentialCell([nn.Dense(2, 2), nn.BatchNorm1d(2)])
+r = net.to_float(ms.float16)
+e = err(lambda: net.to_float(ms.int32))
+out = [r is net, [str(p.dtype) for p in net.get_parameters()], e[0], e[1].split("and value")[1],
+       net.set_grad(), nn.Dense(1, 1).set_grad() is not None]
+""",
     "tensor_conversions": """
 t = ms.Tensor(np.arange(6, dtype=np.int32).reshape(2, 3))
 a = [tinfo(x) for x in (t.float(), t.half(), t.double(), t.long(), t.bool(), t.bfloat16(),

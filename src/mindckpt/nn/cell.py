@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from ..common.parameter import ParameterTuple
-from ..tensor import Parameter, Tensor
+from ..tensor import Parameter, Tensor, bfloat16, float16, float32
 
 __all__ = ["Cell"]
 
@@ -399,6 +399,22 @@ class Cell:
             raise RuntimeError("Error(s) in loading state_dict for {}:\n\t{}".format(
                 type(self).__name__, "\n\t".join(errors)))
         return _IncompatibleKeys(missing, unexpected)
+
+    def to_float(self, dst_type: Any) -> Cell:
+        """Record MindSpore's compute-precision flag on this cell and its sub-cells; Parameters
+        keep their dtype (as in MindSpore, where ``to_float`` casts inputs, not weights)."""
+        if dst_type not in (float16, float32, bfloat16):
+            raise ValueError("For 'to_float', the argument 'dst_type' must be mstype.float32, "
+                             "mstype.float16 or mstype.bfloat16, but got type: "
+                             f"{type(dst_type)} and value: {dst_type}.")
+        for _, cell in self.cells_and_names():
+            object.__setattr__(cell, "compute_dtype", dst_type)
+        return self
+
+    def set_grad(self, requires_grad: bool = True) -> Cell:
+        """Record the flag (mindckpt computes no gradients); returns self."""
+        object.__setattr__(self, "requires_grad", requires_grad)
+        return self
 
     def set_train(self, mode: bool = True) -> Cell:
         for _, cell in self.cells_and_names():

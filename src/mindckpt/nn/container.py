@@ -151,6 +151,12 @@ class SequentialCell(Cell):
     def __len__(self) -> int:
         return len(self.__dict__["_cells"])
 
+    def set_grad(self, flag: bool = True) -> None:  # type: ignore[override]
+        """Set the flag here and on every child; returns None, as MindSpore's containers."""
+        object.__setattr__(self, "requires_grad", flag)
+        for cell in self.__dict__["_cells"].values():
+            cell.set_grad(flag)
+
     def append(self, cell: Cell) -> None:
         cells = self.__dict__["_cells"]
         if _valid_cell(cell, type(self).__name__):
@@ -258,6 +264,12 @@ class CellList(Cell):
                     cell.update_parameters_name(prefix + str(len(self)) + ".")
                 table[str(len(self))] = cell
         return self
+
+    def set_grad(self, flag: bool = True) -> None:  # type: ignore[override]
+        """Set the flag here and on every child; returns None, as MindSpore's containers."""
+        object.__setattr__(self, "requires_grad", flag)
+        for cell in self.__dict__["_cells"].values():
+            cell.set_grad(flag)
 
     def append(self, cell: Cell) -> None:
         table = self.__dict__["_cells"]
