@@ -320,6 +320,19 @@ e = err(lambda: net.to_float(ms.int32))
 out = [r is net, [str(p.dtype) for p in net.get_parameters()], e[0], e[1].split("and value")[1],
        net.set_grad(), nn.Dense(1, 1).set_grad() is not None]
 """,
+    "seed": """
+C = ms.common
+first = C.get_seed()
+C.set_seed(3)
+a = C.initializer.initializer("normal", (4,)).init_data().asnumpy().tolist()
+C.set_seed(3)
+b = C.initializer.initializer("normal", (4,)).init_data().asnumpy().tolist()
+n1 = np.random.rand()
+C.set_seed(3)
+np.random.randint(low=1, high=(1 << 62))  # what one initializer draw consumes
+out = [first, C.get_seed(), a == b, n1 != np.random.rand(),
+       err(lambda: C.set_seed(-1)), err(lambda: C.set_seed(1.5)), err(lambda: C.set_seed(True))]
+""",
     "tensor_conversions": """
 t = ms.Tensor(np.arange(6, dtype=np.int32).reshape(2, 3))
 a = [tinfo(x) for x in (t.float(), t.half(), t.double(), t.long(), t.bool(), t.bfloat16(),

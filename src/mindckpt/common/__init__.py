@@ -1,10 +1,13 @@
 """``mindckpt.common``: the parts of ``mindspore.common`` that model and checkpoint code import:
-``dtype`` (``mstype``), ``initializer``, ``tensor``, ``parameter`` and their names."""
+``dtype`` (``mstype``), ``initializer``, ``tensor``, ``parameter``, ``set_seed``/``get_seed``
+and their names."""
 
 from . import dtype, initializer
 from .dtype import *  # noqa: F403  (MindSpore's common re-exports every dtype name)
 from .dtype import __all__ as _dtype_all
 from .parameter import Parameter, ParameterTuple
+from .seed import get_seed, set_seed
 from .tensor import Tensor, tensor
 
-__all__ = ["dtype", "initializer", *_dtype_all, "Tensor", "tensor", "Parameter", "ParameterTuple"]
+__all__ = ["dtype", "initializer", *_dtype_all, "Tensor", "tensor", "Parameter", "ParameterTuple",
+           "set_seed", "get_seed"]
