@@ -431,3 +431,11 @@ def test_by_stage_transform_equals_mindspore(tmp_path):
                     ours[n], model[n][tuple(slice(a, b) for a, b in dst[n].box(r))])
                 if fmt == "ckpt":
                     np.testing.assert_array_equal(ours[n], theirs[n])
+
+
+def test_json_strategy_written_by_us_parses_in_mindspore(tmp_path):
+    src = C.CASES["optshard_2x2_to_2"][0]  # flat maps (MindSpore's JSON reader takes no nesting)
+    j, p = str(tmp_path / "s.json"), str(tmp_path / "s.ckpt")
+    write_strategy(j, src)
+    write_strategy(p, src)
+    assert mso.ms_strategy_read(j) == mso.ms_strategy_read(p)

@@ -23,6 +23,7 @@ import json
 import math
 import os
 import re
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -273,13 +274,11 @@ def _current_rank(rank_id: int | None, what: str) -> int:
         v = os.environ.get(var)
         if v is not None and v.isdigit():
             return int(v)
-    try:
-        import torch.distributed as dist
-
-        if dist.is_available() and dist.is_initialized():
+    torch = sys.modules.get("torch")  # a process group exists only if torch is in use
+    if torch is not None:
+        dist = getattr(torch, "distributed", None)
+        if dist is not None and dist.is_available() and dist.is_initialized():
             return int(dist.get_rank())
-    except ImportError:
-        pass
     return 0
 
 
