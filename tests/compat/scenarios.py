@@ -330,7 +330,12 @@ b = C.initializer.initializer("normal", (4,)).init_data().asnumpy().tolist()
 n1 = np.random.rand()
 C.set_seed(3)
 np.random.randint(low=1, high=(1 << 62))  # what one initializer draw consumes
-out = [first, C.get_seed(), a == b, n1 != np.random.rand(),
+arr = np.zeros(2, np.float32)
+shared = C.from_numpy(arr)
+arr[0] = 4
+f = [shared.asnumpy().tolist(), C.is_tensor(shared), C.is_tensor(arr),
+     C.is_tensor(ms.Parameter(shared, name="p"))]
+out = [f, first, C.get_seed(), a == b, n1 != np.random.rand(),
        err(lambda: C.set_seed(-1)), err(lambda: C.set_seed(1.5)), err(lambda: C.set_seed(True))]
 """,
     "tensor_conversions": """

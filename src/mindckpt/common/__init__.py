@@ -7,7 +7,8 @@ from .dtype import *  # noqa: F403  (MindSpore's common re-exports every dtype n
 from .dtype import __all__ as _dtype_all
 from .parameter import Parameter, ParameterTuple
 from .seed import get_seed, set_seed
-from .tensor import Tensor, tensor
+from .tensor import Tensor, from_numpy, is_tensor, tensor
 
-__all__ = ["dtype", "initializer", *_dtype_all, "Tensor", "tensor", "Parameter", "ParameterTuple",
+__all__ = ["dtype", "initializer", *_dtype_all, "Tensor", "tensor", "from_numpy", "is_tensor",
+           "Parameter", "ParameterTuple",
            "set_seed", "get_seed"]

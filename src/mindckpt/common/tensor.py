@@ -6,7 +6,7 @@ from typing import Any
 
 from ..tensor import Tensor
 
-__all__ = ["Tensor", "tensor"]
+__all__ = ["Tensor", "tensor", "from_numpy", "is_tensor"]
 
 
 def tensor(input_data: Any = None, dtype: Any = None, shape: Any = None, init: Any = None,
@@ -23,3 +23,13 @@ def tensor(input_data: Any = None, dtype: Any = None, shape: Any = None, init: A
     if isinstance(input_data, (bool, int, float, list, tuple)):
         return t  # already a new array
     return t.copy()  # Tensor() wraps arrays without copying; tensor() copies, as MindSpore
+
+
+def from_numpy(array: Any) -> Tensor:
+    """``mindspore.from_numpy``: a Tensor sharing memory with ``array`` (see Tensor.from_numpy)."""
+    return Tensor.from_numpy(array)
+
+
+def is_tensor(obj: Any) -> bool:
+    """``mindspore.is_tensor``: whether ``obj`` is a Tensor (a Parameter is one)."""
+    return isinstance(obj, Tensor)
