@@ -83,3 +83,18 @@ def test_mindspore_unifies_our_dedup_directory(tmp_path):
     for name, t in full_state(_zoo("2d")).items():
         np.testing.assert_array_equal(got[name].astype(np.float64),
                                       np_of(t).astype(np.float64), err_msg=name)
+
+
+def test_mindspore_transform_merges_our_pipeline_directory(tmp_path):
+    from test_save_load import _pipeline
+
+    run_ranks(_pipeline, 4, tmp_path, str(tmp_path))
+    mso.require_mindspore()
+    d = tmp_path / "pp_sliced"
+    mso.ms_parallel("transform_checkpoints", str(d), str(tmp_path / "ms"), "m",
+                    str(d / "strategy.ckpt"), None)
+    got = {e["name"]: mso.to_numpy(e) for e in mso.load(str(tmp_path / "ms" / "rank_0" /
+                                                              "m0.ckpt"))}
+    full = full_state([("enc.w", (8, 4), "float32", None), ("dec.w", (4, 8), "float32", None)])
+    for n, t in full.items():
+        np.testing.assert_array_equal(got[n], np_of(t), err_msg=n)
