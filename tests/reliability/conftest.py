@@ -13,10 +13,8 @@ Figures (runs, kept, detected per kind) are printed by each test: run with ``-s`
 from __future__ import annotations
 
 import os
-import signal
 import sys
 
-import pytest
 from hypothesis import HealthCheck, settings
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -30,19 +28,3 @@ settings.register_profile(
     derandomize=os.environ.get("MINDCKPT_FUZZ_RANDOM", "0") != "1",
     database=None,
 )
-
-
-@pytest.fixture
-def no_hang():
-    """Fail (not hang) a call that takes longer than a few seconds."""
-
-    def on_alarm(_sig, _frame):
-        raise TimeoutError("a load took more than 20 s: it hangs")
-
-    old = signal.signal(signal.SIGALRM, on_alarm)
-    signal.alarm(20)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)

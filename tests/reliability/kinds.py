@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import numpy as np
 
 import mindckpt as ms
@@ -47,3 +51,19 @@ def generation(loaded: dict, n: int = 8, size: int = 1 << 16) -> int:
         if not np.all(a == gen):
             raise AssertionError(f"{name} mixes generations (gen {gen})")
     return gen
+
+
+@contextmanager
+def bounded(seconds: int = 10) -> Iterator[None]:
+    """Fail (not hang) one load that takes longer than ``seconds``."""
+
+    def on_alarm(_sig, _frame):
+        raise TimeoutError(f"a load took more than {seconds} s: it hangs")
+
+    old = signal.signal(signal.SIGALRM, on_alarm)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)

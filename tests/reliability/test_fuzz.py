@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 import mindckpt as ms
 from mindckpt.errors import CheckpointError
 
-from kinds import KEY, KINDS, suffix
+from kinds import KEY, KINDS, bounded, suffix
 
 HERE = os.path.dirname(__file__)
 
@@ -77,7 +77,7 @@ def check_load(tmp_path, data: bytes, kind: str) -> None:
     p = tmp_path / ("f" + suffix(kind))
     p.write_bytes(data)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), bounded():
             warnings.simplefilter("ignore")
             ms.load_checkpoint(str(p), **KINDS[kind][1])
     except CheckpointError:
@@ -90,7 +90,7 @@ def check_load(tmp_path, data: bytes, kind: str) -> None:
 @pytest.mark.parametrize("kind", list(VALID))
 @settings(settings.get_profile("reliability"))
 @given(data=st.data())
-def test_fuzz_damaged_files(tmp_path, kind, data, no_hang):
+def test_fuzz_damaged_files(tmp_path, kind, data):
     check_load(tmp_path, data.draw(damaged(VALID[kind])), kind)
 
 
@@ -110,7 +110,7 @@ entry = st.fixed_dictionaries({
 @settings(settings.get_profile("reliability"))
 @given(header=st.dictionaries(st.text(max_size=5), entry | json_values, max_size=5),
        meta=st.none() | json_values, data=st.binary(max_size=64))
-def test_fuzz_safetensors_headers(tmp_path, header, meta, data, no_hang):
+def test_fuzz_safetensors_headers(tmp_path, header, meta, data):
     if meta is not None:
         header["__metadata__"] = meta
     raw = json.dumps(header).encode()
@@ -119,7 +119,7 @@ def test_fuzz_safetensors_headers(tmp_path, header, meta, data, no_hang):
 
 @settings(settings.get_profile("reliability"))
 @given(blob=st.binary(max_size=300))
-def test_fuzz_random_bytes_all_kinds(tmp_path, blob, no_hang):
+def test_fuzz_random_bytes_all_kinds(tmp_path, blob):
     for kind in ("plain", "gcm", "safetensors"):
         check_load(tmp_path, blob, kind)
     from mindckpt.codecs.crypto import sniff_cipher  # encrypted-looking heads too
