@@ -24,7 +24,6 @@ import logging
 import os
 import re
 import threading
-from collections import namedtuple
 from typing import Any
 
 __all__ = [
@@ -243,7 +242,19 @@ def get_current_device() -> Any:
     return _DeviceInfo(get_context("device_target"), get_context("device_id"))
 
 
-_DeviceInfo = namedtuple("_DeviceInfo", ["device_target", "device_id"])
+class _DeviceInfo(tuple):
+    """``(device_target, device_id)``, printed as a plain tuple (MindSpore's DeviceInfo)."""
+
+    def __new__(cls, device_target: str, device_id: int) -> _DeviceInfo:
+        return super().__new__(cls, (device_target, device_id))
+
+    @property
+    def device_target(self) -> str:
+        return self[0]
+
+    @property
+    def device_id(self) -> int:
+        return self[1]
 
 
 class ParallelMode:
