@@ -5,7 +5,7 @@
 and the dtypes, with files that MindSpore 2.10 reads and writes.
 """
 
-from . import common, nn, train
+from . import common, nn, parallel, train
 from .async_writer import async_ckpt_thread_status
 from ._api import (
     load_checkpoint,
@@ -15,6 +15,23 @@ from ._api import (
 )
 from .convert import ckpt_to_safetensors, safetensors_to_ckpt
 from .handle import open_checkpoint
+from .parallel import (
+    build_searched_strategy,
+    convert_checkpoint_by_rank,
+    convert_checkpoints,
+    get_ckpt_path_with_strategy,
+    load_distributed_checkpoint,
+    load_segmented_checkpoints,
+    merge_pipeline_strategys,
+    merge_sliced_parameter,
+    rank_list_for_transform,
+    restore_group_info_list,
+    transform_checkpoint_by_rank,
+    transform_checkpoints,
+    transform_safetensors_by_rank,
+    transform_safetensors_by_stage,
+    unified_safetensors,
+)
 from .errors import (
     AsyncSaveError,
     CheckpointError,
@@ -50,6 +67,22 @@ __version__ = "0.1.0"
 __all__ = [
     "common",
     "nn",
+    "parallel",
+    "build_searched_strategy",
+    "convert_checkpoint_by_rank",
+    "convert_checkpoints",
+    "get_ckpt_path_with_strategy",
+    "load_distributed_checkpoint",
+    "load_segmented_checkpoints",
+    "merge_pipeline_strategys",
+    "merge_sliced_parameter",
+    "rank_list_for_transform",
+    "restore_group_info_list",
+    "transform_checkpoint_by_rank",
+    "transform_checkpoints",
+    "transform_safetensors_by_rank",
+    "transform_safetensors_by_stage",
+    "unified_safetensors",
     "train",
     "CheckpointConfig",
     "ModelCheckpoint",

@@ -19,6 +19,9 @@
           │    ├── DurabilityError             the new file is in place but not known durable
           │    └── MissingDirectoryError       the target's directory does not exist
           │         (FileNotFoundError)
+          ├── LayoutError (ValueError)         a parallel layout (device matrix, tensor map,
+          │                                    optimizer shard) that describes no valid slicing
+          ├── TransformError (ValueError)      a reshard/merge that cannot be done as asked
           └── AsyncSaveError (RuntimeError)    a background save failed; raised at the next save,
                                                at an explicit wait, or at exit
 
@@ -38,6 +41,8 @@ __all__ = [
     "StorageError",
     "DurabilityError",
     "MissingDirectoryError",
+    "LayoutError",
+    "TransformError",
 ]
 
 
@@ -76,3 +81,11 @@ class DurabilityError(StorageError):
 
 class MissingDirectoryError(StorageError, FileNotFoundError):
     """The directory to save into does not exist (MindSpore raises FileNotFoundError)."""
+
+
+class LayoutError(CheckpointError, ValueError):
+    """A layout that does not describe a valid slicing (MindSpore raises ValueError too)."""
+
+
+class TransformError(CheckpointError, ValueError):
+    """A transform that cannot be done as asked (the message says why and how to fix it)."""

@@ -21,16 +21,12 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, TransformError  # noqa: F401 - re-exported
 from .layout import Box, LayoutError, TensorLayout, box_shape, intersect
 from .strategy import ParamStrategy
 
 __all__ = ["TransformError", "ParamPlan", "resolve", "choose_sources", "probe_layouts",
            "parent_name"]
-
-
-class TransformError(CheckpointError, ValueError):
-    """A transform that cannot be done as asked (the message says why and how to fix it)."""
 
 
 @dataclass(frozen=True)

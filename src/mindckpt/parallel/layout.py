@@ -31,6 +31,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from ..errors import LayoutError  # noqa: F401 - re-exported; the tree lives in errors.py
+
 __all__ = [
     "Box",
     "MapEntry",
@@ -44,10 +46,6 @@ __all__ = [
 
 MapEntry = int | tuple[int, ...]
 Box = tuple[tuple[int, int], ...]
-
-
-class LayoutError(ValueError):
-    """A layout that does not describe a valid slicing (MindSpore raises ValueError too)."""
 
 
 def full_box(shape: Sequence[int]) -> Box:
