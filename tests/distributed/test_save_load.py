@@ -273,3 +273,29 @@ def test_pipeline_stages(tmp_path):
     for n, t in full.items():
         np.testing.assert_array_equal(got[n].asnumpy(), np_of(t), n)
         np.testing.assert_array_equal(merged[n], np_of(t), n)
+
+
+def _load_ms_dir(rank, world, d, strategy, kind, names_from):
+    from mindckpt.parallel.load import load_distributed
+
+    mesh = make_mesh(world, kind)
+    target = dtensor_state(mesh, zoo(kind, names_from), zeros=True)
+    target.pop("step")
+    res = load_distributed(d, target, strategy=strategy)
+    return {"missing": res.param_not_load, "payload": res.payload_bytes,
+            "shard": res.shard_bytes,
+            "values": {k: np_of(v.full_tensor()) for k, v in target.items()}}
+
+
+def test_mindspore_style_directory_with_strategy(tmp_path):
+    # a rank_<r>/ directory and a strategy file, no index nor commit (what MindSpore writes)
+    d = tmp_path / "ms_style"
+    run_ranks(_saver, 4, tmp_path, str(d), "2d", {"integrated_save": False})
+    (d / "mindckpt.commit").unlink()
+    (d / "mindckpt.index.json").unlink()
+    out = run_ranks(_load_ms_dir, 2, tmp_path, str(d), str(d / "strategy.ckpt"), "1d", "2d")
+    want = full_state(zoo("2d"))
+    for o in out:
+        assert o["missing"] == [] and o["payload"] == o["shard"]
+        for name, v in o["values"].items():
+            np.testing.assert_array_equal(v, np_of(want[name]), err_msg=name)

@@ -10,6 +10,8 @@ Entry points (what ``load_checkpoint`` / ``load_param_into_net`` route to in a p
     of each, rotated by rank to spread the reads) and reads just those byte regions, straight
     into its local shard.  No collective is needed; M and N are arbitrary (4 -> 6, 8 -> 3), as
     long as each layout divides the shape.  A directory without a commit marker is refused.
+    With ``strategy=`` a MindSpore-written directory (``rank_<r>/`` files, no index) is read
+    the same way, its layouts from the strategy file.
 :func:`read_shards` ``(checkpoint, layouts, rank)``
     The same, returning ``{name: ndarray}`` of a rank's slices (no target needed).
 :func:`restore_redundancy` ``(target, parameter_dict)``
@@ -132,11 +134,50 @@ class _Source:
         self._readers.clear()
 
 
+def _mindspore_params(directory: str, strategy: Any) -> dict[str, ParamEntry]:
+    """The chunks of a MindSpore-style directory (``rank_<r>/<file>`` plus a strategy file, no
+    index): layouts from the strategy, shapes from the files' headers (part 1's planner)."""
+    import os
+
+    from .transform import Resharder, collect_rank_files
+
+    files, _fmt = collect_rank_files(directory, "load_distributed")
+    rs = Resharder(files, strategy, None, tool="load_distributed")
+    out: dict[str, ParamEntry] = {}
+    rel = {r: os.path.relpath(p, directory) for r, p in files.items()}
+    try:
+        for name in rs.names():
+            holders = sorted(r for r, f in rs.files.items() if name in f)
+            plan = rs.plan(name)
+            if plan is None:
+                out[name] = ParamEntry(name, "str", None, None,
+                                       [Chunk(rel[r], None) for r in holders])
+                continue
+            dtype = cast(T.Type, rs.files[holders[0]].info(name).dtype)
+            chunks = [Chunk(rel[r], cast(Box, plan.src.box(r))) for r in holders]
+            lay = None if plan.how == "replicated" else plan.src
+            out[name] = ParamEntry(name, dtype.name, plan.full_shape, lay, chunks)
+    finally:
+        for f in rs.files.values():
+            f.close()
+    return out
+
+
 def open_source(checkpoint: Any, *, storage_options: dict[str, Any] | None = None,
                 dec_key: bytes | None = None, dec_mode: str = "AES-GCM",
-                require_commit: bool = True) -> _Source:
-    """Open a directory checkpoint (through its index) or a single checkpoint file."""
+                require_commit: bool = True, strategy: Any = None) -> _Source:
+    """Open a directory checkpoint (through its index) or a single checkpoint file.
+
+    ``strategy`` (a strategy file): read a MindSpore-written directory instead (``rank_<r>/``
+    files and no index or commit marker; local paths only).
+    """
     store, key = _resolve(checkpoint, storage_options)
+    if strategy is not None:
+        if not store.isdir(key):
+            raise NotADirectoryError(f"{store.describe(key)} is not a directory; strategy= is "
+                                     "for MindSpore-written rank_<r>/ directories.")
+        return _Source(store, key, _mindspore_params(key, strategy), key, dec_key=dec_key,
+                       dec_mode=dec_mode, fmt=None)
     if store.isdir(key):
         ikey = store.join(key, INDEX_NAME)
         if require_commit and not is_committed(store, key):
@@ -319,6 +360,7 @@ def load_distributed(
     dec_key: bytes | None = None,
     dec_mode: str = "AES-GCM",
     storage_options: dict[str, Any] | None = None,
+    strategy: Any = None,
 ) -> DistLoadResult:
     """Load ``checkpoint`` into ``target``'s local shards on this rank (see the module doc).
 
@@ -329,7 +371,7 @@ def load_distributed(
         rank = checkpoint_comm(group).rank if group is not None else _default_rank()
     locals_, lays = _targets(target, layouts)
     src = open_source(checkpoint, storage_options=storage_options, dec_key=dec_key,
-                      dec_mode=dec_mode)
+                      dec_mode=dec_mode, strategy=strategy)
     res = DistLoadResult()
     try:
         jobs = []
@@ -377,10 +419,10 @@ def _default_rank() -> int:
 def read_shards(checkpoint: Any, layouts: Mapping[str, TensorLayout], rank: int = 0, *,
                 names: Sequence[str] | None = None, dec_key: bytes | None = None,
                 dec_mode: str = "AES-GCM", storage_options: dict[str, Any] | None = None,
-                ) -> dict[str, np.ndarray]:
+                strategy: Any = None) -> dict[str, np.ndarray]:
     """``{name: rank's slice}`` for ``layouts`` (names without a layout: the whole tensor)."""
     src = open_source(checkpoint, storage_options=storage_options, dec_key=dec_key,
-                      dec_mode=dec_mode)
+                      dec_mode=dec_mode, strategy=strategy)
     out: dict[str, np.ndarray] = {}
     try:
         for name in (names if names is not None else list(src.params)):
