@@ -41,6 +41,7 @@ __all__ = [
     "GroupComm",
     "active",
     "checkpoint_comm",
+    "rank_of",
 ]
 
 
@@ -177,6 +178,15 @@ _lock = threading.Lock()
 _groups: dict[Any, GroupComm] = {}
 
 
+def rank_of(group: Any = None) -> int:
+    """This process's rank in ``group`` (0 outside a process group); not collective."""
+    if group is None and not active():
+        return 0
+    import torch.distributed as dist
+
+    return int(dist.get_rank(group))
+
+
 def checkpoint_comm(group: Any = None) -> Comm:
     """The checkpoint :class:`Comm` of this process: a gloo group beside ``group`` (default:
     the world), created once by every rank; :class:`LocalComm` outside a process group."""
@@ -184,7 +194,9 @@ def checkpoint_comm(group: Any = None) -> Comm:
         return LocalComm()
     import torch.distributed as dist
 
-    key = id(group) if group is not None else None
+    # keyed by the default group too: a job that re-initialises its process group gets a new
+    # checkpoint group
+    key = (id(group) if group is not None else None, id(dist.group.WORLD))
     with _lock:
         comm = _groups.get(key)
         if comm is not None:

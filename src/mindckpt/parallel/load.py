@@ -39,7 +39,7 @@ from ..adapters.torch import copy_into, is_torch_module, is_torch_tensor, torch_
 from ..errors import CheckpointNotFoundError, FormatError
 from ..pipeline import CheckpointReader, format_from_name
 from ..storage.base import INDEX_NAME, ByteSource, Store, is_committed
-from ._dist import Comm, checkpoint_comm
+from ._dist import Comm, checkpoint_comm, rank_of
 from ._index import Chunk, DistIndex, ParamEntry, decode_index
 from .dtensor import localize
 from .layout import Box, TensorLayout, box_shape, full_box, intersect, relative
@@ -368,7 +368,7 @@ def load_distributed(
     process's rank in ``group`` (the world); nothing here is collective.
     """
     if rank is None:
-        rank = checkpoint_comm(group).rank if group is not None else _default_rank()
+        rank = rank_of(group)
     locals_, lays = _targets(target, layouts)
     src = open_source(checkpoint, storage_options=storage_options, dec_key=dec_key,
                       dec_mode=dec_mode, strategy=strategy)
@@ -406,14 +406,6 @@ def load_distributed(
         res.payload_bytes = src.payload
         src.close()
     return res
-
-
-def _default_rank() -> int:
-    from ._dist import active
-
-    if not active():
-        return 0
-    return checkpoint_comm(None).rank
 
 
 def read_shards(checkpoint: Any, layouts: Mapping[str, TensorLayout], rank: int = 0, *,
@@ -459,6 +451,9 @@ def restore_redundancy(target: Any, parameter_dict: Mapping[str, Any], *,
     with a layout is restored within each replica set from the member whose file holds it;
     one without a layout (MindSpore's data-parallel case) from any rank holding it.
     """
+    from ..async_writer import default_writer
+
+    default_writer().wait()  # an async save owns the checkpoint group until it ends
     comm: Comm = checkpoint_comm(group)
     rank = comm.rank
     locals_, lays = _targets(target, layouts)
