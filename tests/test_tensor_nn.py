@@ -309,3 +309,14 @@ def test_variance_scaling_default_draws_the_documented_truncated_normal():
     bound = 2 * std / 0.87962566103423978
     assert a.min() >= -bound - 1e-6 and a.max() <= bound + 1e-6
     assert np.mean(np.abs(a) > 0.9 * bound) < 0.05  # normal-shaped, not uniform
+
+
+def test_deepcopy_of_a_cell_copies_parameters_and_keeps_names():
+    import copy
+
+    net = nn.SequentialCell([nn.Dense(2, 2), nn.BatchNorm1d(2)])
+    twin = copy.deepcopy(net)
+    assert [p.name for p in twin.get_parameters()] == [p.name for p in net.get_parameters()]
+    twin[0].weight.asnumpy()[0, 0] = 99
+    assert net[0].weight.asnumpy()[0, 0] != 99
+    assert list(twin.state_dict()) == list(net.state_dict())
