@@ -243,3 +243,21 @@ def test_strict_integrity_refuses_unbound_files(tmp_path):
     assert ms.load_checkpoint(ours, dec_key=KEY, strict_integrity=True)["w"].shape == (3,)
     with ms.open_checkpoint(ours, dec_key=KEY, strict_integrity=True) as f:
         assert f.get_tensor("w").shape == (3,)
+
+
+def test_region_reads_coalesce_small_gaps_but_never_overread(tmp_path):
+    a = np.arange(512 * 1024, dtype=np.float32).reshape(512, 1024)
+    path = str(tmp_path / "cols.ckpt")
+    ms.save_checkpoint({"a": a}, path)
+    for box, bound in (
+        (((0, 512), (0, 1020)), 1.05),   # 16-byte gaps between 4 KiB runs: merged, <= 5% more
+        (((0, 512), (0, 512)), 1.0),     # half-row runs, half-row gaps: never merged
+        (((3, 300), (100, 101)), 1.05),  # one column: 4-byte runs, each read alone or merged
+    ):
+        store = CountingStore()
+        with open_file(store, path) as r:
+            r.index  # noqa: B018 - scan first
+            before = store.read
+            got = r.read_region("a", box)
+            np.testing.assert_array_equal(got, a[box[0][0]:box[0][1], box[1][0]:box[1][1]])
+            assert store.read - before <= bound * got.nbytes + 1, (box, store.read - before)

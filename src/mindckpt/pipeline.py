@@ -339,9 +339,23 @@ class CheckpointReader:
             return out
         dst = out.reshape(-1).view(np.uint8)
         pos = 0
-        for offset, length in _box_ranges(e.shape, dtype.itemsize, box):
-            self._fill(e, dst[pos:pos + length], offset)
-            pos += length
+        scratch: bytearray | None = None
+        for group in _coalesce(_box_ranges(e.shape, dtype.itemsize, box)):
+            if len(group) == 1:
+                offset, length = group[0]
+                self._fill(e, dst[pos:pos + length], offset)
+                pos += length
+                continue
+            # small runs with small gaps (a column slice): one read, then copy the runs out
+            start = group[0][0]
+            span = group[-1][0] + group[-1][1] - start
+            if scratch is None or len(scratch) < span:
+                scratch = bytearray(span)
+            view = memoryview(scratch)[:span]
+            self._fill(e, view, start)
+            for offset, length in group:
+                dst[pos:pos + length] = view[offset - start:offset - start + length]
+                pos += length
         return out
 
     # -- internals
@@ -525,6 +539,34 @@ def _box_ranges(shape: tuple[int, ...], itemsize: int,
         pending = (off, chunk)
     if pending is not None:
         yield pending
+
+
+_GAP = 64 << 10  # runs closer than this may be read in one go ...
+_GROUP = 16 << 20  # ... into a scratch buffer of at most this size ...
+_OVERREAD = 0.05  # ... as long as the gaps add at most 5% to the bytes asked for
+
+
+def _coalesce(ranges: Iterator[tuple[int, int]]) -> Iterator[list[tuple[int, int]]]:
+    """Group ``(offset, length)`` runs separated by small gaps into one read each, reading
+    at most 5% more than asked (resharding loads promise to read about their own bytes)."""
+    group: list[tuple[int, int]] = []
+    useful = 0
+    for off, length in ranges:
+        if group:
+            g_start = group[0][0]
+            g_end = group[-1][0] + group[-1][1]
+            span = off + length - g_start
+            if (off - g_end > _GAP or span > _GROUP or length >= _GAP
+                    or span - useful - length > _OVERREAD * (useful + length)):
+                yield group
+                group, useful = [], 0
+        group.append((off, length))
+        useful += length
+        if length >= _GAP:  # a large run goes straight into the destination
+            yield group
+            group, useful = [], 0
+    if group:
+        yield group
 
 
 def _product(ranges: list[range]) -> Iterator[tuple[int, ...]]:
