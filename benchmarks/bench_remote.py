@@ -60,6 +60,8 @@ def main() -> None:
     ap.add_argument("--endpoint", default=None, help="an S3 endpoint (default: start moto)")
     ap.add_argument("--part-mib", type=int, default=None)
     ap.add_argument("--concurrency", type=int, default=None)
+    ap.add_argument("--read-chunk-mib", type=int, default=None)
+    ap.add_argument("--readahead-mib", type=int, default=None)
     args = ap.parse_args()
 
     server = None
@@ -98,10 +100,15 @@ def run(args: argparse.Namespace) -> None:
         kw["part_size"] = args.part_mib * MIB
     if args.concurrency:
         kw["max_concurrency"] = args.concurrency
+    if args.read_chunk_mib:
+        kw["read_chunk"] = args.read_chunk_mib * MIB
+    if args.readahead_mib:
+        kw["readahead"] = args.readahead_mib * MIB
     if kw:
         store = FsspecStore(store.fs, **kw)
     print(f"payload {args.mib} MiB, part_size {store.part_size // MIB} MiB, max_concurrency "
-          f"{store.max_concurrency}, read_chunk {store.read_chunk // MIB} MiB, repeats "
+          f"{store.max_concurrency}, read_chunk {store.read_chunk // MIB} MiB, readahead "
+          f"{store.readahead // MIB} MiB, repeats "
           f"{args.repeats}; server {os.environ['AWS_ENDPOINT_URL']}")
     dest = bytearray(n)
 
@@ -131,7 +138,7 @@ def run(args: argparse.Namespace) -> None:
         rows.append((name, _timed(fn, args.repeats), peer))
     assert bytes(dest) == payload
 
-    ckpt_rows = _checkpoint_rows(bucket, args, payload)
+    ckpt_rows, ckpt_ops = _checkpoint_rows(bucket, args, payload)
     rows.extend(ckpt_rows)
 
     medians = {name: statistics.median(t) for name, t, _ in rows}
@@ -144,15 +151,15 @@ def run(args: argparse.Namespace) -> None:
 
     print("\npeak Python memory during the operation (tracemalloc), beyond payload/buffer:")
     for name, fn in (("s3fs.pipe_file", raw_put), ("store.save", store_save),
-                     ("s3fs.cat_file", raw_cat), ("store.load", store_load)):
+                     ("s3fs.cat_file", raw_cat), ("store.load", store_load), *ckpt_ops):
         extra = _peak(fn)
-        if name == "s3fs.cat_file":
-            extra -= n  # the returned bytes are the result, not overhead
+        if name in ("s3fs.cat_file", "mindckpt.load_checkpoint"):
+            extra -= n  # the returned bytes/arrays are the result, not overhead
         print(f"  {name:26} {extra / MIB:8.1f} MiB")
 
 
-def _checkpoint_rows(bucket: str, args: argparse.Namespace,
-                     payload: bytes) -> list[tuple[str, list[float], str | None]]:
+def _checkpoint_rows(bucket: str, args: argparse.Namespace, payload: bytes) -> tuple[
+        list[tuple[str, list[float], str | None]], list[tuple[str, Callable[[], Any]]]]:
     import numpy as np
 
     import mindckpt
@@ -167,16 +174,23 @@ def _checkpoint_rows(bucket: str, args: argparse.Namespace,
         mindckpt.save_checkpoint(params, url)
     except Exception as exc:  # the library's save path may not take URLs yet
         print(f"(mindckpt.save_checkpoint to s3:// not run: {type(exc).__name__}: {exc})")
-        return []
+        return [], []
     got = mindckpt.load_checkpoint(url)
     if np.asarray(got["layer3.weight"].asnumpy()).tobytes() != params["layer3.weight"].tobytes():
         raise SystemExit("load_checkpoint from s3:// returned different bytes")
-    return [
-        ("mindckpt.save_checkpoint", _timed(lambda: mindckpt.save_checkpoint(params, url),
-                                            args.repeats), "s3fs.pipe_file"),
-        ("mindckpt.load_checkpoint", _timed(lambda: mindckpt.load_checkpoint(url),
-                                            args.repeats), "s3fs.cat_file"),
+    del got
+
+    def save() -> None:
+        mindckpt.save_checkpoint(params, url)
+
+    def load() -> None:
+        mindckpt.load_checkpoint(url)
+
+    rows: list[tuple[str, list[float], str | None]] = [
+        ("mindckpt.save_checkpoint", _timed(save, args.repeats), "s3fs.pipe_file"),
+        ("mindckpt.load_checkpoint", _timed(load, args.repeats), "s3fs.cat_file"),
     ]
+    return rows, [("mindckpt.save_checkpoint", save), ("mindckpt.load_checkpoint", load)]
 
 
 if __name__ == "__main__":

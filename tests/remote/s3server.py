@@ -40,7 +40,11 @@ def s3_environ(endpoint: str) -> dict[str, str]:
 
 
 class MotoServer:
-    def __init__(self) -> None:
+    """``env``: extra environment of the server (``INITIAL_NO_AUTH_ACTION_COUNT=0`` makes it
+    check credentials like AWS)."""
+
+    def __init__(self, env: dict[str, str] | None = None) -> None:
+        self.env = env
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -49,6 +53,7 @@ class MotoServer:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env={**os.environ, **self.env} if self.env else None,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

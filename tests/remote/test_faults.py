@@ -182,3 +182,26 @@ def test_sigkill_during_save_checkpoint_leaves_a_loadable_checkpoint(forkserver,
         assert step >= (done[-1] if done else 0)
         steps.add(step)
     assert steps, "no save ever completed: the kills came too early"
+
+
+def test_upload_left_open_is_aborted_at_exit(moto_server, bucket):
+    """A process that exits (sys.exit, an unhandled exception) with a write still open."""
+    import subprocess
+    import sys
+
+    store = workers.s3_store(moto_server.endpoint)
+    key = f"{bucket}/run/net.ckpt"
+    store.write_bytes(key, b"old")
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import workers\n"
+        "store = workers.s3_store(sys.argv[2], part_size=5 << 20)\n"
+        "w = store.open_write(sys.argv[3])\n"
+        "w.write(workers.pattern(6 << 20))\n"
+        "assert store.incomplete_uploads(sys.argv[3].rsplit('/', 1)[0])\n"
+        "raise SystemExit(3)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, os.path.dirname(workers.__file__),
+                           moto_server.endpoint, key], capture_output=True, timeout=120)
+    assert proc.returncode == 3, proc.stderr.decode()
+    assert store.incomplete_uploads(f"{bucket}/run") == []
+    assert store.read_bytes(key) == b"old"

@@ -223,3 +223,24 @@ def test_abort_incomplete_uploads_by_age(store5, bucket, boto):
     assert [u.upload_id for u in aborted] == [up]
     assert store5.incomplete_uploads(d) == []
     assert len(store5.incomplete_uploads(f"{bucket}/other")) == 1
+
+
+def test_refused_credentials_named(moto_server):
+    """A server that checks credentials (moto with IAM auth on) refuses the dummy key."""
+    import s3fs
+    from s3server import MotoServer
+
+    from mindckpt.errors import StorageError
+
+    server = MotoServer(env={"INITIAL_NO_AUTH_ACTION_COUNT": "0"}).start()
+    try:
+        fs = s3fs.S3FileSystem(skip_instance_cache=True, endpoint_url=server.endpoint,
+                               config_kwargs={"retries": {"max_attempts": 1}})
+        store = FsspecStore(fs)
+        with pytest.raises(StorageError, match=r"s3://bkt-x/a.ckpt: access was refused "
+                           r"\(InvalidAccessKeyId.*check the credentials"):
+            store.write_bytes("bkt-x/a.ckpt", b"x")
+        with pytest.raises(StorageError, match="access was refused"):
+            store.open_read("bkt-x/a.ckpt")
+    finally:
+        server.stop()

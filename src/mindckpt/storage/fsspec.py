@@ -32,9 +32,10 @@ Reads (:meth:`FsspecStore.open_read`) are ranged: nothing is downloaded but the 
 for.  On S3 the first ``head_bytes`` (1 MiB) come with the request that learns the object's size
 and ETag; every later range is asked ``If-Match`` that ETag, so a reader never mixes two
 versions of an object (a replaced object raises :class:`StorageError`: open it again).  Large
-reads are split into ``read_chunk`` ranges fetched ``max_concurrency`` at a time, each straight
-into the caller's buffer; reads that follow each other (a full load) switch on a read-ahead that
-starts at 1 MiB and doubles up to ``read_chunk``, ``max_concurrency`` ranges ahead.
+reads are split into ``read_chunk`` ranges (64 MiB) fetched ``max_concurrency`` at a time, each
+streamed straight into the caller's buffer (no copy held); reads that follow each other (a full
+load) switch on a read-ahead of at most ``readahead`` bytes (64 MiB) in ranges that start at
+1 MiB and double up to half of that.
 """
 
 from __future__ import annotations
@@ -64,7 +65,8 @@ __all__ = [
 
 DEFAULT_PART_SIZE = 16 << 20
 DEFAULT_CONCURRENCY = 4
-DEFAULT_READ_CHUNK = 16 << 20
+DEFAULT_READ_CHUNK = 64 << 20
+DEFAULT_READAHEAD = 64 << 20
 DEFAULT_HEAD_BYTES = 1 << 20
 
 _S3_PROTOCOLS = {"s3", "s3a"}
@@ -291,27 +293,30 @@ class FsspecStore(Store):
 
     Keys are the filesystem's paths (``bucket/run1/net.ckpt`` for S3); messages name them as
     URLs.  ``part_size`` (>= 5 MiB) and ``max_concurrency`` bound the memory of a multipart
-    save ((max_concurrency + 2) * part_size) and of a read ((max_concurrency + 1) *
-    read_chunk of read-ahead).  ``write_strategy`` overrides the choice made from the protocol (see the
+    save ((max_concurrency + 2) * part_size) and of a read (1.5 * readahead; ``read_chunk`` is
+    the span of one range request of a large read, streamed into the destination).  ``write_strategy`` overrides the choice made from the protocol (see the
     module doc); ``conditional_writes=False`` makes ``create_only`` check, then write, for
     S3-compatible servers that do not honour ``If-None-Match``.
     """
 
     def __init__(self, fs: Any, *, part_size: int = DEFAULT_PART_SIZE,
                  max_concurrency: int = DEFAULT_CONCURRENCY,
-                 read_chunk: int = DEFAULT_READ_CHUNK, head_bytes: int = DEFAULT_HEAD_BYTES,
+                 read_chunk: int = DEFAULT_READ_CHUNK, readahead: int = DEFAULT_READAHEAD,
+                 head_bytes: int = DEFAULT_HEAD_BYTES,
                  write_strategy: str | None = None, conditional_writes: bool = True):
         if int(part_size) < MIN_PART_SIZE:
             raise ValueError(f"part_size must be at least {MIN_PART_SIZE} bytes (5 MiB, S3's "
                              f"smallest part), got {part_size}.")
-        if int(max_concurrency) < 1 or int(read_chunk) < 1 or int(head_bytes) < 0:
-            raise ValueError("max_concurrency and read_chunk must be >= 1, head_bytes >= 0; got "
-                             f"{max_concurrency}, {read_chunk}, {head_bytes}.")
+        if min(int(max_concurrency), int(read_chunk), int(readahead)) < 1 or int(head_bytes) < 0:
+            raise ValueError("max_concurrency, read_chunk and readahead must be >= 1, head_bytes "
+                             f">= 0; got {max_concurrency}, {read_chunk}, {readahead}, "
+                             f"{head_bytes}.")
         self.fs = fs
         self.protocol = _protocol(fs)
         self.part_size = int(part_size)
         self.max_concurrency = int(max_concurrency)
         self.read_chunk = int(read_chunk)
+        self.readahead = int(readahead)
         self.head_bytes = int(head_bytes)
         self.conditional_writes = bool(conditional_writes)
         self._lock = threading.Lock()

@@ -11,7 +11,7 @@ exit are aborted.
 
 Reads (:class:`S3Source`): the first ``head_bytes`` come with the size and ETag; later ranges ask
 ``If-Match`` that ETag.  Reads that follow each other switch on a read-ahead that starts at
-1 MiB and doubles up to ``read_chunk``, ``max_concurrency`` ranges ahead; isolated reads fetch
+1 MiB and doubles up to half of ``readahead`` (the bytes fetched ahead, at most); isolated reads fetch
 their span only, large ones in parallel ranges straight into the caller's buffer.
 
 Retries are botocore's (configured through the filesystem's ``config_kwargs``); s3fs's own
@@ -46,7 +46,7 @@ __all__ = ["S3Client", "S3Objects", "MultipartPending", "S3Source", "UploadInfo"
 
 MIN_PART_SIZE = 5 << 20  # S3 refuses smaller parts (EntityTooSmall), except the last
 MAX_PARTS = 10_000
-_FIRST_WINDOW = 1 << 20  # read-ahead starts at 1 MiB and doubles up to read_chunk
+_FIRST_WINDOW = 1 << 20  # read-ahead ranges start at 1 MiB, double up to half of readahead
 _SEQ_GAP = 64 << 10  # a read starting at most this far past the previous one follows it
 #: botocore settings a store built by :func:`mindckpt.storage.urls.resolve` starts from (a
 #: user's ``config_kwargs``, from ``storage_options`` or fsspec's configuration, wins):
@@ -120,14 +120,26 @@ _live: weakref.WeakSet[MultipartPending] = weakref.WeakSet()
 _live_lock = threading.Lock()
 
 
-@atexit.register
+_hooked = False
+
+
+def _hook_exit() -> None:
+    """Register :func:`_abort_live_uploads` once, after the client's session exists: atexit runs
+    hooks last-in first-out, and s3fs closes its session from an exit hook of its own."""
+    global _hooked
+    with _live_lock:
+        if not _hooked:
+            _hooked = True
+            atexit.register(_abort_live_uploads)
+
+
 def _abort_live_uploads() -> None:
     """At interpreter exit (after an unhandled exception, ``sys.exit``), abort what is open."""
     with _live_lock:
         pending = list(_live)
     for p in pending:
         with contextlib.suppress(BaseException):
-            p.discard()
+            p.abort_open_upload()
 
 
 class MultipartPending(PendingWrite):
@@ -182,6 +194,7 @@ class MultipartPending(PendingWrite):
         except Exception as exc:
             raise wrap(exc, "save", self.url) from exc
         self.upload_id = str(resp["UploadId"])
+        _hook_exit()
 
     def _ship(self) -> None:
         if self.upload_id is None:
@@ -225,6 +238,7 @@ class MultipartPending(PendingWrite):
             except Exception as exc:
                 raise self._publish_error(exc) from exc
             self.state = "published"
+            self._forget()
             return
         if self.fill or not (self.parts or self.inflight):
             self._ship()
@@ -239,6 +253,7 @@ class MultipartPending(PendingWrite):
             raise self._publish_error(exc) from exc  # the caller's discard aborts the upload
         self.state = "published"
         self.upload_id = None
+        self._forget()
 
     def _publish_error(self, exc: BaseException) -> BaseException:
         if self.create_only and cause(exc)[0] == "precondition":
@@ -253,28 +268,37 @@ class MultipartPending(PendingWrite):
             return
         was_published = self.state == "published"
         self.state = "discarded"
-        with _live_lock:
-            _live.discard(self)
         self.buf, self.fill = None, 0
         futures = [f for _, f in self.inflight]
         self.inflight.clear()
         for f in futures:
             f.cancel()
         concurrent.futures.wait(futures, timeout=30)
-        if self.upload_id is None or was_published:
-            return
-        upload_id, self.upload_id = self.upload_id, None
-        try:
-            self.s3.run(self.s3.call("abort_multipart_upload", Bucket=self.bucket, Key=self.obj,
-                                     UploadId=upload_id))
-        except Exception as exc:
-            if cause(exc)[0] == "missing":  # already completed or aborted
-                return
-            warnings.warn(
-                f"Aborting the unfinished upload {upload_id} of {self.url} failed ({exc}); it "
-                "stays listed (FsspecStore.incomplete_uploads) until aborted "
-                "(abort_incomplete_uploads) or a bucket lifecycle rule removes it.",
-                RuntimeWarning, stacklevel=3)
+        if was_published:
+            self.upload_id = None
+        self.abort_open_upload()
+
+    def abort_open_upload(self) -> None:
+        """Abort the upload if one is open (also from the exit hook); warn if that fails."""
+        upload_id = self.upload_id
+        if upload_id is not None:
+            try:
+                self.s3.run(self.s3.call("abort_multipart_upload", Bucket=self.bucket,
+                                         Key=self.obj, UploadId=upload_id))
+            except Exception as exc:
+                if cause(exc)[0] != "missing":  # missing: already completed or aborted
+                    warnings.warn(
+                        f"Aborting the unfinished upload {upload_id} of {self.url} failed "
+                        f"({exc}); it stays listed (FsspecStore.incomplete_uploads) until "
+                        "aborted (abort_incomplete_uploads) or a bucket lifecycle rule "
+                        "removes it.", RuntimeWarning, stacklevel=4)
+            # (interrupted here, e.g. by Ctrl-C: it stays registered for the exit hook)
+            self.upload_id = None
+        self._forget()
+
+    def _forget(self) -> None:
+        with _live_lock:
+            _live.discard(self)
 
     def written(self) -> int:
         return self.size
@@ -368,7 +392,7 @@ class S3Source(ByteSource):
 
     def _issue(self, start: int) -> None:
         stop = min(self.size, start + self._window)
-        self._window = min(self._window * 2, self.store.read_chunk)
+        self._window = min(self._window * 2, max(_FIRST_WINDOW, self.store.readahead // 2))
         fut = self.s3.submit(self.s3.get_range(self.bucket, self.obj, start, stop, self.etag))
         self._segs.append((start, stop, fut))
         self.requests += 1
@@ -382,8 +406,12 @@ class S3Source(ByteSource):
         pos = start
         while pos < stop:
             tail = self._segs[-1][1] if self._segs else pos
-            while len(self._segs) < self.store.max_concurrency + 1 and tail < self.size:
+            ahead = sum(b - a for a, b, _ in self._segs)
+            while tail < self.size and (not self._segs or (
+                    ahead + self._window <= self.store.readahead
+                    and len(self._segs) <= self.store.max_concurrency)):
                 self._issue(tail)
+                ahead += self._segs[-1][1] - tail
                 tail = self._segs[-1][1]
             a, b, fut = self._segs[0]
             data = self._result(fut, a)
