@@ -299,3 +299,22 @@ def test_mindspore_style_directory_with_strategy(tmp_path):
         assert o["missing"] == [] and o["payload"] == o["shard"]
         for name, v in o["values"].items():
             np.testing.assert_array_equal(v, np_of(want[name]), err_msg=name)
+
+
+def _assign(rank, world, path):
+    from mindckpt.parallel.load import assign_shards
+
+    mesh = make_mesh(world, "2d")
+    target = dtensor_state(mesh, zoo("2d"), zeros=True)
+    full = mindckpt.load_checkpoint(path)  # MindSpore's two-step load, full tensors
+    missing, extra = assign_shards(target, full)
+    return missing, extra, {k: np_of(v.full_tensor() if hasattr(v, "full_tensor") else v)
+                            for k, v in target.items()}
+
+
+def test_assign_full_dict_into_dtensor_net(tmp_path):
+    run_ranks(_saver, 2, tmp_path, str(tmp_path / "f"), "1d", {"writer_rank": 0})
+    mindckpt.save_checkpoint(full_state(zoo("2d")), str(tmp_path / "g"))
+    for missing, extra, values in run_ranks(_assign, 4, tmp_path, str(tmp_path / "g.ckpt")):
+        assert missing == [] and extra == []
+        _check_full(values, "2d")

@@ -45,6 +45,7 @@ from .dtensor import localize
 from .layout import Box, TensorLayout, box_shape, full_box, intersect, relative
 
 __all__ = ["DistLoadResult", "load_distributed", "read_shards", "restore_redundancy",
+           "assign_shards",
            "open_source", "is_distributed_checkpoint"]
 
 logger = logging.getLogger("mindckpt")
@@ -437,6 +438,40 @@ def read_shards(checkpoint: Any, layouts: Mapping[str, TensorLayout], rank: int 
     finally:
         src.close()
     return out
+
+
+def assign_shards(target: Any, parameter_dict: Mapping[str, Any], *,
+                  layouts: Mapping[str, Any] | None = None, strict_load: bool = False,
+                  rank: int | None = None) -> tuple[list[str], list[str]]:
+    """``load_param_into_net`` for a net of DTensors (or local tensors with ``layouts``):
+    each local shard takes its box of the *full* value in ``parameter_dict`` (what
+    ``load_checkpoint`` returned).  Every shape and dtype is checked before any shard changes;
+    returns ``(param_not_load, ckpt_not_load)``.  Not collective."""
+    rank = rank_of(None) if rank is None else rank
+    locals_, lays = _targets(target, layouts)
+    plan = []
+    not_loaded = []
+    for name, local in locals_.items():
+        value = parameter_dict.get(name)
+        if value is None or isinstance(value, (str, list)):
+            not_loaded.append(name)
+            continue
+        arr = T.to_numpy(value)
+        lay = lays.get(name)
+        full = lay.full_shape if lay is not None else tuple(local.shape)
+        t, src_t = _type_of(local), T.dtype_of_numpy(arr.dtype)
+        entry = ParamEntry(name, src_t.name if src_t else "?", tuple(arr.shape), None)
+        _check_entry(entry, name, tuple(full), t, strict_load)
+        want = lay.box(rank) if lay is not None else full_box(full)
+        if want is None:
+            continue
+        plan.append((local, arr[tuple(slice(a, b) for a, b in want)] if want else arr, t))
+    for local, part, t in plan:
+        host, same = _host_view(local)
+        host[...] = part.astype(t.np_dtype, copy=False)
+        _store_back(local, host, same)
+    used = set(locals_)
+    return not_loaded, [n for n in parameter_dict if n not in used]
 
 
 # --------------------------------------------------------------------------- dedup restore

@@ -100,8 +100,12 @@ class DistSaveResult:
 
 def has_dtensors(save_obj: Any) -> bool:
     """Whether ``save_obj`` (a torch module or a dict) holds DTensors (routing test)."""
+    import sys
+
     from .dtensor import is_dtensor
 
+    if "torch.distributed.tensor" not in sys.modules:
+        return False  # no DTensor can exist yet
     if is_torch_module(save_obj):
         return any(is_dtensor(v) for v in save_obj.state_dict().values())
     if isinstance(save_obj, dict):
