@@ -5,7 +5,42 @@
 and the dtypes, with files that MindSpore 2.10 reads and writes.
 """
 
-from . import common, nn, parallel, train
+from . import common, context, nn, parallel, train
+from .common import dtype
+from .common import ParameterTuple, set_seed, get_seed, from_numpy, is_tensor
+from .common.dtype import (
+    byte,
+    short,
+    intc,
+    long,
+    intp,
+    ubyte,
+    ushort,
+    uintc,
+    uintp,
+    half,
+    single,
+    double,
+    float_,
+    int_,
+    uint,
+    number,
+    dtype_to_nptype,
+    dtype_to_pytype,
+    pytype_to_dtype,
+)
+from .context import (
+    set_context,
+    get_context,
+    GRAPH_MODE,
+    PYNATIVE_MODE,
+    STRICT,
+    COMPATIBLE,
+    LAX,
+    ParallelMode,
+    set_device,
+    get_current_device,
+)
 from .async_writer import async_ckpt_thread_status
 from ._api import (
     load_checkpoint,
@@ -65,6 +100,42 @@ from .tensor import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "context",
+    "dtype",
+    "set_context",
+    "get_context",
+    "GRAPH_MODE",
+    "PYNATIVE_MODE",
+    "STRICT",
+    "COMPATIBLE",
+    "LAX",
+    "ParallelMode",
+    "set_device",
+    "get_current_device",
+    "ParameterTuple",
+    "set_seed",
+    "get_seed",
+    "from_numpy",
+    "is_tensor",
+    "byte",
+    "short",
+    "intc",
+    "long",
+    "intp",
+    "ubyte",
+    "ushort",
+    "uintc",
+    "uintp",
+    "half",
+    "single",
+    "double",
+    "float_",
+    "int_",
+    "uint",
+    "number",
+    "dtype_to_nptype",
+    "dtype_to_pytype",
+    "pytype_to_dtype",
     "common",
     "nn",
     "parallel",
