@@ -249,3 +249,18 @@ class TestUploadStrategy(StoreConformance):
         with pytest.raises(StorageError, match="already exists"):
             store.create_only(k, b"2")
         assert store.read_bytes(k) == b"1"
+
+
+def test_set_store_options():
+    urls.set_store_options("memory", part_size=6 << 20, max_concurrency=2)
+    try:
+        store, _ = urls.resolve("memory://opts/x.ckpt")
+        assert (store.part_size, store.max_concurrency) == (6 << 20, 2)
+    finally:
+        urls.set_store_options("memory")
+    store, _ = urls.resolve("memory://opts/x.ckpt")
+    assert store.part_size == 16 << 20
+    with pytest.raises(ValueError, match="5 MiB"):
+        urls.set_store_options("s3", part_size=1 << 20)
+    with pytest.raises(ValueError, match="write_strategy"):
+        urls.set_store_options("s3", write_strategy="copy")

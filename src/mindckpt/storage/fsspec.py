@@ -72,7 +72,7 @@ DEFAULT_HEAD_BYTES = 1 << 20
 _S3_PROTOCOLS = {"s3", "s3a"}
 _RENAME_PROTOCOLS = {"file", "local"}
 _UPLOAD_PROTOCOLS = {"gs", "gcs"}
-_STRATEGIES = ("multipart", "rename", "buffer", "upload")
+STRATEGIES = ("multipart", "rename", "buffer", "upload")
 _warned: set[str] = set()
 
 
@@ -324,8 +324,8 @@ class FsspecStore(Store):
         self._s3 = S3Objects(self, S3Client(fs)) if is_s3 else None
         if write_strategy is None:
             write_strategy = self._default_strategy()
-        if write_strategy not in _STRATEGIES:
-            raise ValueError(f"write_strategy must be one of {_STRATEGIES}, got {write_strategy!r}.")
+        if write_strategy not in STRATEGIES:
+            raise ValueError(f"write_strategy must be one of {STRATEGIES}, got {write_strategy!r}.")
         if write_strategy == "multipart" and self._s3 is None:
             raise ValueError(f"write_strategy='multipart' needs an S3 filesystem (s3fs), not "
                              f"{type(fs).__name__}.")

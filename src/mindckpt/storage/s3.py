@@ -203,7 +203,8 @@ class MultipartPending(PendingWrite):
         if number > MAX_PARTS:
             raise StorageError(
                 f"Failed to save {self.url}: it needs more than {MAX_PARTS} parts of "
-                f"{self.part_size} bytes; pass a larger part_size to FsspecStore."
+                f"{self.part_size} bytes; raise the part size: "
+                "mindckpt.storage.urls.set_store_options('s3', part_size=...)."
             )
         while len(self.inflight) >= self.store.max_concurrency:
             self._reap()

@@ -14,7 +14,8 @@
   ``AWS_MAX_ATTEMPTS``/``AWS_RETRY_MODE`` in the environment leave retries to botocore.
 
 Stores are cached per filesystem instance (fsspec caches those per options and thread), so
-that repeated saves to one bucket share one connection pool.
+that repeated saves to one bucket share one connection pool; :func:`set_store_options` sets
+the part size, concurrency and read settings of the stores built for a protocol.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from urllib.parse import unquote, urlsplit
 from .base import Store
 from .local import LOCAL
 
-__all__ = ["resolve", "is_url", "INSTALL_HINT"]
+__all__ = ["resolve", "is_url", "set_store_options", "INSTALL_HINT"]
 
 INSTALL_HINT = "pip install 'mindckpt[remote]'"
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
@@ -38,6 +39,7 @@ _BACKENDS = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "
              "abfs": "adlfs", "abfss": "adlfs", "adl": "adlfs"}
 _stores: weakref.WeakKeyDictionary[Any, Store] = weakref.WeakKeyDictionary()
 _stores_lock = threading.Lock()
+_store_options: dict[str, dict[str, Any]] = {}
 
 
 def is_url(target: Any) -> bool:
@@ -90,13 +92,48 @@ def _s3_options(options: dict[str, Any]) -> dict[str, Any]:
     return {**options, "config_kwargs": config}
 
 
+def set_store_options(protocol: str, **options: Any) -> None:
+    """Settings of the :class:`~mindckpt.storage.fsspec.FsspecStore` that :func:`resolve` builds
+    for ``protocol`` from now on (``part_size``, ``max_concurrency``, ``read_chunk``,
+    ``readahead``, ``head_bytes``, ``write_strategy``, ``conditional_writes``); no options
+    restores the defaults.  Example: ``set_store_options("s3", part_size=64 << 20)`` for
+    checkpoint files over 156 GiB (10,000 parts)."""
+    from .fsspec import FsspecStore
+
+    if options:  # checked now, not at the next save
+        from .fsspec import STRATEGIES
+
+        if options.get("write_strategy", "buffer") not in STRATEGIES:
+            raise ValueError(f"write_strategy must be one of {STRATEGIES}, got "
+                             f"{options['write_strategy']!r}.")
+        FsspecStore(_ProbeFS(protocol), **{**options, "write_strategy": "buffer"})
+    with _stores_lock:
+        if options:
+            _store_options[protocol] = dict(options)
+        else:
+            _store_options.pop(protocol, None)
+        for fs in [fs for fs in _stores if protocol in _protocols(fs)]:
+            del _stores[fs]
+
+
+class _ProbeFS:
+    def __init__(self, protocol: str):
+        self.protocol = protocol
+
+
+def _protocols(fs: Any) -> tuple[str, ...]:
+    proto = fs.protocol
+    return tuple(proto) if isinstance(proto, (tuple, list)) else (str(proto),)
+
+
 def _store_for(fs: Any) -> Store:
     from .fsspec import FsspecStore
 
     with _stores_lock:
         store = _stores.get(fs)
         if store is None:
-            store = _stores[fs] = FsspecStore(fs)
+            options = next((_store_options[p] for p in _protocols(fs) if p in _store_options), {})
+            store = _stores[fs] = FsspecStore(fs, **options)
         return store
 
 
