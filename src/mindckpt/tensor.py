@@ -210,6 +210,17 @@ def _tensor_dtype(dtype: Any) -> Type:
                         f"'{dtype!r}'.") from e
 
 
+#: ``(initializer, Initializer)`` of :mod:`mindckpt.common.initializer`, which registers them
+#: when it is imported (``import mindckpt`` does), so that this module need not import it back.
+_INITIALIZERS: tuple[Any, Any] | None = None
+
+
+def _initializers() -> tuple[Any, Any]:
+    if _INITIALIZERS is None:
+        raise RuntimeError("mindckpt.common.initializer is not loaded; import mindckpt first")
+    return _INITIALIZERS
+
+
 class Tensor:
     """A MindSpore-like tensor backed by a numpy array."""
 
@@ -226,8 +237,7 @@ class Tensor:
                                     "ndarray, list, tuple, float, int or bool, but got type "
                                     "'NoneType'.")
                 raise ValueError("init, dtype and shape must have values at the same time.")
-            from .common.initializer import Initializer, initializer
-
+            initializer, Initializer = _initializers()
             if not isinstance(init, Initializer):
                 raise TypeError(f"For 'Tensor', 'init' must be an Initializer (such as "
                                 f"One(), Normal()), but got {type(init)}.")
@@ -484,8 +494,7 @@ class Parameter(Tensor):
         if isinstance(init, str) and init == "same":
             data: Any = self._array.copy()
         else:
-            from .common.initializer import initializer
-
+            initializer, _ = _initializers()
             data = initializer(init, self.shape, self._dtype).asnumpy()
         return Parameter(Tensor(data, dtype=self._dtype), self.name, self.requires_grad,
                          self.layerwise_parallel, self.parallel_optimizer)

@@ -373,3 +373,12 @@ def initializer(init: Any, shape: Any = None, dtype: Any = float32) -> Tensor:
     out = Tensor(arr.astype(t.np_dtype, copy=False), dtype=t)
     object.__setattr__(out, "_init", True)  # init_data() accepts it, as MindSpore's lazy tensor
     return out
+
+
+def _register() -> None:
+    from .. import tensor as _tensor
+
+    _tensor._INITIALIZERS = (initializer, Initializer)
+
+
+_register()
