@@ -182,7 +182,8 @@ class MultipartPending(PendingWrite):
                 self._ship()
 
     def _body(self) -> bytes:
-        # botocore takes bytes (no memoryview), and copies a bytearray again on its way out
+        # botocore takes bytes, not views: one copy here; the BytesIO around it shares it, and
+        # the HTTP client reads it in small pieces (a bytearray body would be copied twice more)
         body = bytes(memoryview(self.buf)[:self.fill]) if self.buf is not None else b""
         self.fill = 0
         return body
