@@ -25,6 +25,7 @@ import numpy as np
 from .. import tensor as T
 from ..errors import FormatError
 from ..formats.ckpt import write_ckpt
+from ..pipeline import format_from_name
 from ..storage import LOCAL
 from .layout import Box
 
@@ -35,7 +36,7 @@ _ST_ORDER = ["BOOL", "U8", "I8", "F8_E5M2", "F8_E4M3", "I16", "U16", "F16", "BF1
 
 
 def fmt_of(path: str) -> str:
-    return "safetensors" if path.endswith(".safetensors") else "ckpt"
+    return format_from_name(path) or "ckpt"
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ..pipeline import format_from_name
 from ._io import SourceFile, write_streaming
 from ._plan import ParamPlan, TransformError, choose_sources, parent_name, probe_layouts, resolve
 from .layout import box_shape, relative
@@ -371,7 +372,7 @@ def transform_safetensors_by_rank(rank_id: int, safetensor_files_map: dict[int, 
         raise TypeError("The rank_id should be a int.")
     if not isinstance(save_safetensor_file_name, str):
         raise TypeError("The save_safetensor_file_name should be a str.")
-    if not save_safetensor_file_name.endswith(".safetensors"):
+    if format_from_name(save_safetensor_file_name) != "safetensors":
         raise ValueError(f"The save_safetensor_file_name {save_safetensor_file_name} should "
                          "end with .safetensors")
     _by_rank(rank_id, safetensor_files_map, save_safetensor_file_name, src_strategy_file,

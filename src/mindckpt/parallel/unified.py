@@ -28,6 +28,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .. import tensor as T
+from ..pipeline import format_from_name
 from ..storage import LOCAL
 from ._io import EntryInfo, SourceFile, write_streaming
 from ._plan import TransformError, probe_layouts
@@ -207,7 +208,7 @@ class UnifiedSource:
             raise ValueError(f"For 'load_distributed_checkpoint', unified_safetensors_dir "
                              f"{directory} is not a directory.")
         listing = sorted(os.listdir(directory))
-        st = [f for f in listing if f.endswith(".safetensors")]
+        st = [f for f in listing if format_from_name(f) == "safetensors"]
         self._files: dict[str, SourceFile] = {}
         where: dict[str, str] = {}
         if "param_name_map.json" in listing:
