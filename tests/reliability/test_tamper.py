@@ -108,3 +108,65 @@ def test_tamper_table(tmp_path, kind):
         if what == "cut" and kind == "plain":
             assert got != "same" or i == len(blob)
     print(f"\ntamper {kind}: {fig}")
+
+
+GOLDEN_GCM = os.path.join(os.path.dirname(__file__), "..", "golden", "files",
+                          "enc_aes_gcm_k16.ckpt")  # MindSpore-written, key bytes(range(16))
+
+
+def gcm_blocks(blob: bytes) -> list[bytes]:
+    """Split an AES-GCM file into its blocks (magic, tag, length-prefixed rest)."""
+    out, p = [], 0
+    while p < len(blob):
+        n = int.from_bytes(blob[p + 20:p + 24], "little")
+        out.append(blob[p:p + 24 + n])
+        p += 24 + n
+    assert b"".join(out) == blob
+    return out
+
+
+def test_gcm_block_swap_drop_duplicate_splice_and_downgrade(tmp_path):
+    from kinds import KEY
+
+    import io
+
+    import numpy as np
+
+    from mindckpt.codecs import crypto
+    from mindckpt.formats.ckpt import write_ckpt
+    from mindckpt.formats.records import Record
+
+    _, load_kw, _ = KINDS["gcm"]
+
+    def encrypted(gen: int) -> bytes:  # small blocks, so that the file has several
+        out = io.BytesIO()
+        sink = crypto.EncryptSink(out, KEY, "AES-GCM", block_size=4096)
+        write_ckpt(sink, [Record(f"w{i}", np.full(700, gen + i, np.float32)) for i in range(8)])
+        sink.close()
+        return out.getvalue()
+
+    A, B = gcm_blocks(encrypted(0)), gcm_blocks(encrypted(100))
+    assert len(A) >= 4 and len(A) == len(B)
+    good = str(tmp_path / "good.ckpt")
+    with open(good, "wb") as f:
+        f.write(b"".join(A))
+    assert len(ms.load_checkpoint(good, **load_kw)) == 8
+    golden0 = gcm_blocks(open(GOLDEN_GCM, "rb").read())[0]
+    cases = {
+        "swap 0,1": [A[1], A[0], *A[2:]],
+        "swap 1,2": [A[0], A[2], A[1], *A[3:]],
+        "drop 1": [A[0], *A[2:]],
+        "drop last": A[:-1],
+        "duplicate 1": [A[0], A[1], *A[1:]],
+        "splice 1 from b": [A[0], B[1], *A[2:]],
+        "splice tail from b": [*A[:2], *B[2:]],
+        "block 0 from MindSpore": [golden0, *A[1:]],
+        "append MindSpore block": [*A, golden0],
+    }
+    bad = str(tmp_path / "bad.ckpt")
+    for what, blocks in cases.items():
+        with open(bad, "wb") as f:
+            f.write(b"".join(blocks))
+        assert outcome(bad, load_kw, {}) == "detected", what
+    assert KEY == bytes(range(16))
+    print(f"\ntamper gcm blocks: {len(cases)} cases, {len(cases)} detected")
