@@ -20,7 +20,7 @@ import numpy as np
 
 from . import tensor as T
 from ._validators import check_async_save, check_bool, check_crc_enc, check_isinstance
-from .adapters.torch import copy_into, is_torch_module, is_torch_tensor
+from .adapters.torch import copy_into, is_torch_module, is_torch_tensor, torch_to_numpy
 from .async_writer import AsyncWriter, default_writer
 from .collect import collect, validate_append_dict
 from .errors import CheckpointNotFoundError
@@ -28,6 +28,9 @@ from .formats.ckpt import Entry
 from .formats.records import Record
 from .formats.safetensors import read_safetensors
 from .nn import Cell
+from .parallel import _dist as pdist
+from .parallel import load as pload
+from .parallel import save as psave
 from .pipeline import (
     FORMATS,
     WriteResult,
@@ -36,7 +39,7 @@ from .pipeline import (
     open_file,
     write_file,
 )
-from .storage import urls
+from .storage.urls import resolve
 from .storage.base import Store
 from .storage.local import LOCAL
 from .storage.memory import BytesSource
@@ -76,11 +79,6 @@ def check_cipher(enc_key: bytes | None, enc_mode: str, crc_check: bool) -> None:
     from .codecs import crypto
 
     crypto.check_cipher_args(enc_key, enc_mode)
-
-
-def resolve(target: Any, storage_options: dict[str, Any] | None = None) -> tuple[Store, str]:
-    """``(store, key)`` for a local path or an fsspec URL (``s3://...``, ``memory://...``)."""
-    return urls.resolve(target, storage_options)
 
 
 def _resolve_save_path(ckpt_file_name: Any, fmt: str,
@@ -231,7 +229,24 @@ def save_checkpoint(
     new one is complete and on disk; zero-size tensors are kept; ``crc_check`` with ``enc_key``
     and bad keys or modes are refused before anything is written; async errors are raised.
     ``ckpt_file_name`` may be an fsspec URL (``storage_options=`` as a keyword).
+
+    Sliced parameters (torch DTensors, or local tensors with ``layouts={name: layout}``) are
+    saved over the process group (:func:`mindckpt.parallel.save.save_distributed`):
+    ``integrated_save=True`` gathers them into one ordinary checkpoint per writer (every rank,
+    or only ``writer_rank=k``); ``integrated_save=False`` writes each rank's slices under
+    ``rank_<r>/`` with a strategy file, an index and a commit marker; ``remove_redundancy=True``
+    writes replicated data once.
     """
+    if kwargs.get("layouts") is not None or psave.has_dtensors(save_obj):
+        # sliced parameters (DTensors, or local tensors with layouts): over the process group
+        psave.save_distributed(
+            save_obj, ckpt_file_name, integrated_save=integrated_save,
+            remove_redundancy=bool(kwargs.get("remove_redundancy")),
+            writer_rank=kwargs.get("writer_rank"), async_save=async_save, format=format,
+            layouts=kwargs.get("layouts"), append_dict=append_dict, choice_func=choice_func,
+            crc_check=crc_check, enc_key=enc_key, enc_mode=enc_mode,
+            storage_options=kwargs.get("storage_options"))
+        return
     run_save(plan_save(save_obj, ckpt_file_name, integrated_save, async_save, append_dict,
                        enc_key, enc_mode, choice_func, crc_check, format, **kwargs))
 
@@ -410,6 +425,11 @@ def load_checkpoint(
                        "please use `choice_func` instead.")
     check_isinstance("mmap", mmap, (type(None), bool))
     check_isinstance("strict_integrity", strict_integrity, bool)
+    if isinstance(ckpt_file_name, (str, os.PathLike)) and (
+            pload.is_distributed_checkpoint(ckpt_file_name, storage_options)
+            or (net is not None and _holds_dtensors(net))):
+        return _load_distributed(ckpt_file_name, net, strict_load, choice_func, dec_key,
+                                 dec_mode, storage_options)
     if mmap is None and net is not None:
         mmap = True
     target = _check_load_file(ckpt_file_name, format, storage_options)
@@ -443,6 +463,36 @@ def load_checkpoint(
     if net is not None:
         load_param_into_net(net, params, strict_load, remove_redundancy)
     return params
+
+
+def _holds_dtensors(net: Any) -> bool:
+    return is_torch_module(net) and psave.has_dtensors(net)
+
+
+def _load_distributed(path: Any, net: Any, strict_load: bool, choice_func: Any,
+                      dec_key: bytes | None, dec_mode: str,
+                      storage_options: dict[str, Any] | None) -> dict[str, Any]:
+    """A sliced checkpoint directory, or a net of DTensors: each rank reads its own regions.
+
+    With ``net`` the local shards are filled in place and the returned dict holds the loaded
+    names' local shards; without it, the full tensors are assembled.
+    """
+    if net is None:
+        full = pload.read_shards(path, {}, dec_key=dec_key, dec_mode=dec_mode,
+                                 storage_options=storage_options)
+        return {k: Parameter(Tensor(v), name=k) for k, v in full.items()
+                if choice_func is None or choice_func(k)}
+    result = pload.load_distributed(path, net, strict_load=strict_load, choice_func=choice_func,
+                                    dec_key=dec_key, dec_mode=dec_mode,
+                                    storage_options=storage_options)
+    missing = set(result.param_not_load)
+    out: dict[str, Any] = {}
+    for name, value in net.state_dict().items():
+        if name in missing:
+            continue
+        local = value.to_local() if hasattr(value, "to_local") else value
+        out[name] = Parameter(Tensor(torch_to_numpy(local)), name=name)
+    return out
 
 
 class ParamDictFuture:
@@ -657,6 +707,10 @@ def load_param_into_net(
             )
     check_bool(strict_load)
     check_isinstance("remove_redundancy", remove_redundancy, bool)
+    if remove_redundancy and pdist.active() and not isinstance(net, Cell):
+        return pload.restore_redundancy(net, parameter_dict, strict_load=strict_load)
+    if _holds_dtensors(net):
+        return pload.assign_shards(net, parameter_dict, strict_load=strict_load)
     if remove_redundancy:
         raise TypeError(
             "The deduplication feature for loading checkpoint can only be used in parallel "

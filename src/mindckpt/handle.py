@@ -24,7 +24,7 @@ import numpy as np
 
 from . import tensor as T
 from .formats.records import Index, IndexEntry
-from ._api import resolve
+from .storage.urls import resolve
 from .pipeline import CheckpointReader, open_file
 
 __all__ = ["open_checkpoint", "CheckpointHandle", "TensorSlice"]

@@ -375,10 +375,10 @@ def initializer(init: Any, shape: Any = None, dtype: Any = float32) -> Tensor:
     return out
 
 
-def _register() -> None:
+def _register_with_tensor() -> None:
     from .. import tensor as _tensor
 
     _tensor._INITIALIZERS = (initializer, Initializer)
 
 
-_register()
+_register_with_tensor()

@@ -187,6 +187,10 @@ class PendingWrite(ABC):
     def written(self) -> int:
         return 0
 
+    def will_sync(self, durable: bool) -> None:  # noqa: B027 - optional hook
+        """Told once, before the first write, whether ``sync`` will be called (backends that
+        can overlap writeback with writing start it early)."""
+
 
 class AtomicWrite:
     """The shared atomic-write sequence over a :class:`PendingWrite` (see the module doc).
@@ -199,6 +203,7 @@ class AtomicWrite:
         self._pending = pending
         self.target = target
         self.durable = default_durable() if durable is None else durable
+        pending.will_sync(self.durable)
         self.bytes_written = 0
         self._state = "open"  # open -> published | discarded
 

@@ -31,7 +31,7 @@ import time
 from typing import Any
 
 from ..errors import CheckpointNotFoundError, MissingDirectoryError, StorageError
-from .base import ByteSource, FileInfo, PendingWrite, Store
+from .base import AtomicWrite, ByteSource, FileInfo, PendingWrite, Store
 
 try:
     import fcntl
@@ -109,6 +109,7 @@ class _LocalPending(PendingWrite):
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released when the fd closes
         self.size = 0
         self._flushed = 0
+        self._writeback = False
 
     def write(self, data: Any) -> None:
         if self.fd is None:
@@ -124,6 +125,11 @@ class _LocalPending(PendingWrite):
             err.errno = exc.errno
             raise err from exc
         self.size += memoryview(data).nbytes
+        if self._writeback:
+            self.start_writeback()
+
+    def will_sync(self, durable: bool) -> None:
+        self._writeback = durable and _sync_file_range is not None
 
     def start_writeback(self) -> None:
         if _sync_file_range is None or self.fd is None:
@@ -217,6 +223,39 @@ class FileSource(ByteSource):
             os.close(fd)
 
 
+def clean_stale_temps(directory: str) -> list[str]:
+    """Remove temp files of dead writers in ``directory``; return their paths."""
+    removed: list[str] = []
+    if fcntl is None:
+        return removed
+    try:
+        names = [n for n in os.listdir(directory) if TEMP_PATTERN.match(n)]
+    except OSError:
+        return removed
+    for name in names:
+        path = os.path.join(directory, name)
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except OSError:
+            continue
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue  # a live writer holds it
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                continue
+            if st.st_size == 0 and time.time() - st.st_mtime < _FRESH_SECONDS:
+                continue  # possibly a writer between creating and locking its file
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+                removed.append(path)
+        finally:
+            os.close(fd)
+    return removed
+
+
 class LocalStore(Store):
     """The local filesystem; keys are paths."""
 
@@ -224,18 +263,9 @@ class LocalStore(Store):
         self.clean_stale_temps(os.path.dirname(key) or ".")
         return _LocalPending(key, mode)
 
-    def open_write(self, key: str, *, durable: bool | None = None, mode: int = READ_ONLY) -> Any:
-        w = super().open_write(key, durable=durable, mode=mode)
-        if w.durable:
-            pending = w._pending  # type: ignore[attr-defined]
-            inner = w.write
-
-            def write(data: Any) -> None:
-                inner(data)
-                pending.start_writeback()
-
-            w.write = write  # type: ignore[method-assign]
-        return w
+    def open_write(self, key: str, *, durable: bool | None = None,
+                   mode: int = READ_ONLY) -> AtomicWrite:
+        return super().open_write(key, durable=durable, mode=mode)
 
     def open_read(self, key: str) -> FileSource:
         try:
@@ -297,38 +327,7 @@ class LocalStore(Store):
     def parent(self, key: str) -> str:
         return os.path.dirname(key)
 
-    @staticmethod
-    def clean_stale_temps(directory: str) -> list[str]:
-        """Remove temp files of dead writers in ``directory``; return their paths."""
-        removed: list[str] = []
-        if fcntl is None:
-            return removed
-        try:
-            names = [n for n in os.listdir(directory) if TEMP_PATTERN.match(n)]
-        except OSError:
-            return removed
-        for name in names:
-            path = os.path.join(directory, name)
-            try:
-                fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-            except OSError:
-                continue
-            try:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except OSError:
-                    continue  # a live writer holds it
-                st = os.fstat(fd)
-                if not stat.S_ISREG(st.st_mode):
-                    continue
-                if st.st_size == 0 and time.time() - st.st_mtime < _FRESH_SECONDS:
-                    continue  # possibly a writer between creating and locking its file
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(path)
-                    removed.append(path)
-            finally:
-                os.close(fd)
-        return removed
+    clean_stale_temps = staticmethod(clean_stale_temps)
 
 
 LOCAL = LocalStore()
