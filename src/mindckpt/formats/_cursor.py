@@ -113,10 +113,10 @@ class ByteReader:
         self.pos += done
         return done
 
-    def window(self) -> tuple[bytes | bytearray, int]:
-        """The read-ahead buffer (refilled to at least the read-ahead size if the input has
-        it) and the index of the cursor in it; see :meth:`consume_to`."""
-        self._fill(self.HEADER_READAHEAD)
+    def window(self, n: int = 0) -> tuple[bytes | bytearray, int]:
+        """The read-ahead buffer (refilled to at least ``n`` or the read-ahead size, if the
+        input has it) and the index of the cursor in it; see :meth:`consume_to`."""
+        self._fill(max(n, self.HEADER_READAHEAD))
         return self._buf, self.pos - self._buf_start
 
     def window_start(self) -> int:

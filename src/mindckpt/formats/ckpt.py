@@ -75,7 +75,9 @@ CRC_MAGIC = b"crc_num"
 TRAILER_LEN = len(CRC_MAGIC) + 10
 _COALESCE = 1 << 20  # small records are gathered into writes of about this size
 UNKNOWN_FIELDS = ("error", "skip")  # what the reader does with fields outside the schema
-_FAST_MAX_DIM = 1 << 40  # the fast path takes shapes below this; others go the general way
+_FAST_MAX_DIM = 1 << 40
+_READ_THROUGH = 16 << 10  # payloads below this are read through in windows of:
+_READ_THROUGH_WINDOW = 256 << 10  # the fast path takes shapes below this; others go the general way
 _MAP_TYPES = {"int32": np.int32, "float32": np.float32, "float16": np.float16, "float64": np.float64}
 
 
@@ -473,8 +475,9 @@ class _Parser:
         types = self._types
         done_any = False
         rec: tuple[str, str, tuple[int, ...], int, int, Any, Any] | None = None
+        want = 0  # window size: grows when payloads are small (reading through beats seeking)
         while True:
-            buf, i = r.window()
+            buf, i = r.window(want)
             n = len(buf)
             base = r.window_start()
             start = i
@@ -591,6 +594,8 @@ class _Parser:
                 else:
                     r.consume_to(j)
                     refill = True
+                    if clen < _READ_THROUGH:
+                        want = _READ_THROUGH_WINDOW
                     if wanted:
                         arr = np.empty(shape, dtype=dtype.np_dtype)
                         if r.readinto(arr.reshape(-1).view(np.uint8).data) != clen:
