@@ -12,9 +12,6 @@ import uuid
 
 import pytest
 
-pytest.importorskip("s3fs", reason="the remote tests need s3fs and moto[server] (test extras)")
-pytest.importorskip("moto.server", reason="the remote tests need moto[server] (test extras)")
-
 sys.path.insert(0, os.path.dirname(__file__))
 
 from s3server import CuttableProxy, MotoServer, s3_environ  # noqa: E402
@@ -22,6 +19,12 @@ from s3server import CuttableProxy, MotoServer, s3_environ  # noqa: E402
 
 @pytest.fixture(scope="session")
 def moto_server():
+    try:  # in the test extras: missing means a broken environment, not a skip
+        import moto.server  # noqa: F401
+        import s3fs  # noqa: F401
+    except ImportError as exc:
+        pytest.fail(f"the remote tests need moto[server] and s3fs: pip install -e '.[test]' "
+                    f"({exc})")
     server = MotoServer().start()
     saved = dict(os.environ)
     os.environ.clear()
