@@ -73,6 +73,7 @@ from .errors import (
     CheckpointNotFoundError,
     ChecksumError,
     DecryptionError,
+    DistributedCheckpointError,
     DurabilityError,
     FormatError,
     StorageError,
@@ -191,4 +192,5 @@ __all__ = [
     "CheckpointNotFoundError",
     "StorageError",
     "DurabilityError",
+    "DistributedCheckpointError",
 ]

@@ -22,6 +22,8 @@
           ├── LayoutError (ValueError)         a parallel layout (device matrix, tensor map,
           │                                    optimizer shard) that describes no valid slicing
           ├── TransformError (ValueError)      a reshard/merge that cannot be done as asked
+          ├── DistributedCheckpointError       a distributed save or load failed on one or more
+          │    (RuntimeError)                  ranks; raised on every rank, naming them
           └── AsyncSaveError (RuntimeError)    a background save failed; raised at the next save,
                                                at an explicit wait, or at exit
 
@@ -43,6 +45,7 @@ __all__ = [
     "MissingDirectoryError",
     "LayoutError",
     "TransformError",
+    "DistributedCheckpointError",
 ]
 
 
@@ -89,3 +92,14 @@ class LayoutError(CheckpointError, ValueError):
 
 class TransformError(CheckpointError, ValueError):
     """A transform that cannot be done as asked (the message says why and how to fix it)."""
+
+
+class DistributedCheckpointError(CheckpointError, RuntimeError):
+    """A distributed save or load failed on one or more ranks (raised on every rank).
+
+    ``failures`` maps each failing rank to what went wrong there.
+    """
+
+    def __init__(self, message: str, failures: dict[int, str] | None = None):
+        super().__init__(message)
+        self.failures = dict(failures or {})

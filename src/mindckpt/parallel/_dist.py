@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, DistributedCheckpointError  # noqa: F401 - re-exported
 
 __all__ = [
     "DistributedCheckpointError",
@@ -43,14 +43,6 @@ __all__ = [
     "checkpoint_comm",
     "rank_of",
 ]
-
-
-class DistributedCheckpointError(CheckpointError, RuntimeError):
-    """A distributed save or load failed on one or more ranks (raised on every rank)."""
-
-    def __init__(self, message: str, failures: dict[int, str] | None = None):
-        super().__init__(message)
-        self.failures = dict(failures or {})
 
 
 def active() -> bool:
