@@ -65,7 +65,7 @@ def box(dev, tmap, shape, rank):
     coord = coord[::-1]
     n = len(dev)
     out = []
-    for size, e in zip(shape, tmap):
+    for size, e in zip(shape, tmap, strict=True):
         idx, parts = 0, 1
         for k in axes(e):
             idx = idx * dev[n - 1 - k] + coord[n - 1 - k]
