@@ -192,3 +192,14 @@ def test_save_error_names_url_when_server_is_gone(bucket):
             "config_kwargs": {"retries": {"max_attempts": 1}, "connect_timeout": 1}}
     with pytest.raises(StorageError, match=rf"s3://{bucket}/x.ckpt.*connection failed"):
         mindckpt.save_checkpoint(params(), f"s3://{bucket}/x.ckpt", storage_options=opts)
+
+
+def test_process_mode_async_save_to_s3(bucket):
+    """A forked writer gets its own filesystem (fsspec's are not fork-safe)."""
+    from mindckpt import async_writer
+
+    url = f"s3://{bucket}/proc.ckpt"
+    mindckpt.save_checkpoint(params(1), url)  # the parent's filesystem exists before the fork
+    mindckpt.save_checkpoint(params(4), url, async_save="process")
+    async_writer.wait()
+    assert same(arrays(mindckpt.load_checkpoint(url)), params(4))

@@ -25,6 +25,7 @@ import atexit
 import concurrent.futures
 import contextlib
 import io
+import os
 import posixpath
 import threading
 import time
@@ -63,13 +64,29 @@ _Items = list[dict[str, Any]]
 
 
 class S3Client:
+    """Calls of one S3FileSystem's client, on fsspec's IO loop.
+
+    fsspec's filesystems are not fork-safe (their loop thread stays in the parent): a forked
+    child (a process-mode async save) gets a filesystem of its own, built from the same
+    options."""
+
     def __init__(self, fs: Any):
         if getattr(fs, "asynchronous", False):
             raise ValueError(
                 "FsspecStore needs a synchronous S3FileSystem (asynchronous=False): its calls "
                 "run on fsspec's IO thread."
             )
-        self.fs = fs
+        self._fs = fs
+        self._pid = os.getpid()
+
+    @property
+    def fs(self) -> Any:
+        if self._pid != os.getpid():
+            fs = self._fs
+            self._fs = type(fs)(*getattr(fs, "storage_args", ()),
+                                **getattr(fs, "storage_options", {}))
+            self._pid = os.getpid()
+        return self._fs
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -138,6 +155,8 @@ def _abort_live_uploads() -> None:
     with _live_lock:
         pending = list(_live)
     for p in pending:
+        if p.pid != os.getpid():
+            continue  # a forked child's exit never aborts its parent's uploads
         with contextlib.suppress(BaseException):
             p.abort_open_upload()
 
@@ -159,6 +178,7 @@ class MultipartPending(PendingWrite):
         self.inflight: deque[tuple[int, concurrent.futures.Future[Any]]] = deque()
         self.size = 0
         self.state = "open"
+        self.pid = os.getpid()
         with _live_lock:
             _live.add(self)
 
