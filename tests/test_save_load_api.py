@@ -374,3 +374,18 @@ def test_nested_training_state_round_trip(tmp_path, fmt):
     restored = torch.optim.AdamW(torch.nn.Linear(3, 2).parameters(), lr=0.5)
     restored.load_state_dict(back["optimizer"])
     assert restored.param_groups[0]["lr"] == 0.01
+
+
+def test_unknown_fields_error_by_default_skip_on_request(tmp_path):
+    path = tmp_path / "u.ckpt"
+    ms.save_checkpoint({"w": np.arange(3, dtype=np.float32)}, str(path))
+    # an unknown top-level field (number 5, varint): what a flipped record-key byte produces
+    path.write_bytes(path.read_bytes() + b"\x28\x07")
+    with pytest.raises(ms.FormatError, match="unknown"):
+        ms.load_checkpoint(str(path))
+    got = ms.load_checkpoint(str(path), unknown_fields="skip")
+    np.testing.assert_array_equal(got["w"].asnumpy(), np.arange(3, dtype=np.float32))
+    with ms.open_checkpoint(str(path), unknown_fields="skip") as f:
+        assert f.keys() == ["w"]
+    with pytest.raises(ValueError, match="unknown_fields"):
+        ms.load_checkpoint(str(path), unknown_fields="maybe")

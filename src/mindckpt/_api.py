@@ -357,10 +357,12 @@ def read_file(
     store: Store = LOCAL,
     mmap: bool | None = None,
     strict_integrity: bool = False,
+    unknown_fields: str = "error",
 ) -> dict[str, Entry | str | list]:
     """Read the selected entries of a checkpoint file (no argument checks)."""
     with open_file(store, path, format=fmt, dec_key=dec_key, dec_mode=dec_mode,
-                   crc_check=crc_check, strict_integrity=strict_integrity) as reader:
+                   crc_check=crc_check, strict_integrity=strict_integrity,
+                   unknown_fields=unknown_fields) as reader:
         return reader.read(select, mmap=mmap)
 
 
@@ -389,6 +391,7 @@ def load_checkpoint(
     *,
     mmap: bool | None = None,
     strict_integrity: bool = False,
+    unknown_fields: str = "error",
     storage_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Load a checkpoint into ``{name: Parameter | str}``; optionally into ``net`` too.
@@ -402,7 +405,9 @@ def load_checkpoint(
     that loading into a network copies each tensor once, straight from the page cache);
     ``strict_integrity`` refuses encrypted files whose blocks are not bound to their file and
     position (MindSpore-written AES-GCM files and every CBC file, whose blocks could be
-    reordered or spliced undetected); ``storage_options`` for fsspec URLs.
+    reordered or spliced undetected); ``unknown_fields="skip"`` skips protobuf fields that
+    MindSpore never writes (by default they are an error, since a flipped byte turns a tensor
+    into one and MindSpore would drop it silently); ``storage_options`` for fsspec URLs.
     """
     specify = _check_prefix(specify_prefix)
     filt = _check_prefix(filter_prefix)
@@ -425,6 +430,9 @@ def load_checkpoint(
                        "please use `choice_func` instead.")
     check_isinstance("mmap", mmap, (type(None), bool))
     check_isinstance("strict_integrity", strict_integrity, bool)
+    if unknown_fields not in ("error", "skip"):
+        raise ValueError("For 'load_checkpoint', 'unknown_fields' must be 'error' or 'skip', "
+                         f"but got {unknown_fields!r}.")
     if isinstance(ckpt_file_name, (str, os.PathLike)) and (
             pload.is_distributed_checkpoint(ckpt_file_name, storage_options)
             or (net is not None and _holds_dtensors(net))):
@@ -446,7 +454,7 @@ def load_checkpoint(
         select = _selector(store.describe(key), specify, filt, choice_func)
         entries = read_file(key, format, select, dec_key=dec_key, dec_mode=dec_mode,
                             crc_check=crc_check, store=store, mmap=mmap,
-                            strict_integrity=strict_integrity)
+                            strict_integrity=strict_integrity, unknown_fields=unknown_fields)
     if not entries and specify is None and filt is None and choice_func is None:
         raise ValueError(  # MindSpore's message, then what is really the case
             "The loaded parameter dict is empty after filter or specify, please check whether "

@@ -145,6 +145,7 @@ def open_checkpoint(
     dec_mode: str | None = None,
     crc_check: bool = False,
     strict_integrity: bool = False,
+    unknown_fields: str = "error",
     storage_options: dict[str, Any] | None = None,
 ) -> CheckpointHandle:
     """Open a ``.ckpt`` or safetensors file (path or URL) for reading entries on demand.
@@ -158,11 +159,15 @@ def open_checkpoint(
         crc_check: verify the stored CRC while opening (reads every byte once).
         strict_integrity: refuse encrypted files whose blocks are not bound to their file and
             position (MindSpore-written AES-GCM files, every CBC file).
+        unknown_fields: ``"skip"`` skips protobuf fields MindSpore never writes (default
+            ``"error"``).
         storage_options: passed to fsspec for URLs.
 
     Raises:
-        CheckpointNotFoundError: no such file.  FormatError / ChecksumError / DecryptionError:
-        the file is damaged, its CRC does not match, or it cannot be decrypted.
+        CheckpointNotFoundError: no such file.
+        FormatError: the file is damaged or not a checkpoint.
+        ChecksumError: with ``crc_check``, the stored CRC does not match.
+        DecryptionError: the file cannot be decrypted with the key, or was tampered with.
     """
     if framework not in _FRAMEWORKS:
         raise ValueError(f"open_checkpoint: framework must be one of {_FRAMEWORKS}, got "
@@ -175,7 +180,8 @@ def open_checkpoint(
         raise ValueError(f"open_checkpoint: format must be 'ckpt' or 'safetensors', got {format!r}")
     store, key = resolve(path, storage_options)
     reader = open_file(store, key, format=format, dec_key=dec_key, dec_mode=dec_mode,
-                       crc_check=crc_check, strict_integrity=strict_integrity)
+                       crc_check=crc_check, strict_integrity=strict_integrity,
+                       unknown_fields=unknown_fields)
     try:
         return CheckpointHandle(reader, framework)
     except BaseException:

@@ -207,9 +207,11 @@ class CheckpointReader:
         dec_mode: str | None = "AES-GCM",
         crc_check: bool = False,
         strict_integrity: bool = False,
+        unknown_fields: str = "error",
     ):
         self.source = source
         self.strict_integrity = strict_integrity
+        self.unknown_fields = unknown_fields
         self.name = name
         self.crc_check = crc_check
         self.dec_key = dec_key
@@ -262,11 +264,12 @@ class CheckpointReader:
                 advise()
             reader = ByteReader(source=self.plain, track_crc=crc,
                                 readahead=_SCAN_READAHEAD if scan and not crc else None)
-            return _ckpt.parse_ckpt(reader, self.name, select, crc_check=crc)
+            return _ckpt.parse_ckpt(reader, self.name, select, crc_check=crc,
+                                    unknown_fields=self.unknown_fields)
         stream = self._stream()
         try:
             return _ckpt.parse_ckpt(ByteReader(stream=stream, track_crc=crc), self.name,
-                                    select, crc_check=crc)
+                                    select, crc_check=crc, unknown_fields=self.unknown_fields)
         finally:
             stream.close()
 
@@ -320,8 +323,7 @@ class CheckpointReader:
         if e.kind == "str":
             raw = bytearray(e.nbytes)
             self._fill(e, memoryview(raw), 0)
-            n = len(raw) // 4
-            return str(np.frombuffer(bytes(raw), dtype=f"<U{max(n, 1)}")[0]) if n else ""
+            return _ckpt.decode_str(raw, self.name, name)
         got = self.read(lambda k: k == name).get(name)
         if isinstance(got, Entry):
             return got.array
@@ -375,7 +377,7 @@ class CheckpointReader:
         for e in chosen:
             if e.kind == "str":
                 raw = b"".join(bytes(mapping[sp.offset:sp.offset + sp.length]) for sp in e.spans)
-                out[e.name] = _decode_str(raw, self.name, e.name)
+                out[e.name] = _ckpt.decode_str(raw, self.name, e.name)
                 continue
             dtype = cast(T.Type, e.dtype)
             if len(e.spans) == 1:
@@ -478,20 +480,6 @@ class CheckpointReader:
         self.close()
 
 
-def _decode_str(raw: bytes, path: str, name: str) -> str:
-    if len(raw) % 4:
-        raise FormatError(f"{path}: the string '{name}' is not a whole number of UTF-32 units")
-    n = len(raw) // 4
-    if not n:
-        return ""
-    try:
-        return raw.decode("utf-32-le")
-    except UnicodeDecodeError as exc:
-        raise FormatError(f"Failed to read the checkpoint file {path}: the string entry "
-                          f"'{name}' is not valid UTF-32 ({exc.reason}); the file is damaged: "
-                          "restore it from a copy.") from None
-
-
 def _check_box(name: str, e: IndexEntry, box: Any) -> tuple[tuple[int, int], ...]:
     box = tuple(tuple(int(v) for v in b) for b in box)
     if len(box) != len(e.shape) or any(
@@ -587,18 +575,22 @@ def open_file(
     dec_mode: str | None = "AES-GCM",
     crc_check: bool = False,
     strict_integrity: bool = False,
+    unknown_fields: str = "error",
 ) -> CheckpointReader:
     """Open ``key`` of ``store`` for scan-then-read (see :class:`CheckpointReader`).
 
     ``strict_integrity`` refuses encrypted files whose blocks are not bound to their file and
     position (MindSpore-written AES-GCM files, every CBC file): see
-    :mod:`mindckpt.codecs.crypto` for what each kind of file guarantees.
+    :mod:`mindckpt.codecs.crypto` for what each kind of file guarantees.  ``unknown_fields``
+    (``"error"`` or ``"skip"``): what to do with protobuf fields ``.ckpt`` files never hold
+    (see :mod:`mindckpt.formats.ckpt`).
     """
     source = store.open_read(key)
     try:
         return CheckpointReader(source, store.describe(key), format=format, dec_key=dec_key,
                                 dec_mode=dec_mode, crc_check=crc_check,
-                                strict_integrity=strict_integrity)
+                                strict_integrity=strict_integrity,
+                                unknown_fields=unknown_fields)
     except BaseException:
         source.close()
         raise

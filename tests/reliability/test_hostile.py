@@ -73,9 +73,6 @@ def test_hostile_ckpt_records_raise_format_error_naming_file_and_entry(tmp_path,
                 r.index  # noqa: B018
 
 
-@pytest.mark.xfail(strict=True, raises=SystemError,
-                   reason="needs CheckpointReader.read_entry to decode str entries with "
-                          "formats.ckpt.decode_str in pipeline.py (it calls np.frombuffer)")
 def test_read_entry_of_a_corrupt_str_raises_format_error(tmp_path):
     p = tmp_path / "h.ckpt"
     p.write_bytes(CKPT_CASES["str_above_unicode"][0])
