@@ -30,16 +30,16 @@ through that store.  The decisions themselves are the pure functions of :mod:`mi
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any
 
 from mindckpt import policies
 from mindckpt.async_writer import AsyncWriter
 from mindckpt.storage.base import FileInfo, Store
 from mindckpt.storage.local import LOCAL
+from mindckpt.storage.urls import is_url, resolve
 
 __all__ = ["CheckpointManager", "resolve_directory"]
 
@@ -50,9 +50,8 @@ def resolve_directory(directory: Any, storage_options: dict[str, Any] | None = N
     """``(store, key)`` of a checkpoint directory: a local path (its realpath) or a URL."""
     if isinstance(directory, os.PathLike):
         directory = os.fspath(directory)
-    if isinstance(directory, str) and "://" in directory:
-        urls = importlib.import_module("mindckpt.storage.urls")
-        return cast("tuple[Store, str]", urls.resolve(directory, storage_options))
+    if isinstance(directory, str) and is_url(directory):
+        return resolve(directory, storage_options)
     if not isinstance(directory, str):
         raise TypeError(
             f"CheckpointManager: 'directory' must be a str, os.PathLike or URL, not "

@@ -174,15 +174,37 @@ def test_checkpoint_manager_latest_within_one_second(bucket):
         assert m.latest() == keys[-1]
 
 
-@pytest.mark.xfail(strict=True, reason="ModelCheckpoint(directory=URL) still makes ./s3:/ "
-                   "(the training side of issue 8)")
-def test_model_checkpoint_directory_url(bucket, tmp_cwd):
-    from mindckpt.train import CheckpointConfig, ModelCheckpoint
+@pytest.mark.parametrize("async_save", [False, True])
+def test_model_checkpoint_directory_url(bucket, tmp_cwd, async_save):
+    """Training to a bucket: saves, retention through the store's listing (only after the new
+    checkpoint is complete, never another prefix's files), async saves, latest()."""
+    from mindckpt.train import CheckpointConfig, ModelCheckpoint, latest_checkpoint
+    from mindckpt.train.callback import InternalCallbackParam, RunContext
 
-    cfg = CheckpointConfig(save_checkpoint_steps=1, keep_checkpoint_max=2)
-    cb = ModelCheckpoint(prefix="lenet", directory=f"s3://{bucket}/train", config=cfg)
-    assert cb is not None  # constructing with a URL makes nothing local
+    base = f"s3://{bucket}/train{int(async_save)}"
+    mindckpt.save_checkpoint(params(9), f"{base}/other-1_1.ckpt")  # not ours: never deleted
+    cfg = CheckpointConfig(save_checkpoint_steps=1, keep_checkpoint_max=2, async_save=async_save)
+    cb = ModelCheckpoint(prefix="lenet", directory=base, config=cfg)
+    assert os.listdir(tmp_cwd) == []  # a URL makes nothing local
+    cbp = InternalCallbackParam(train_network=params(0), cur_epoch_num=1, batch_num=4,
+                                epoch_num=1, cur_step_num=0)
+    ctx = RunContext(cbp)
+    cb.on_train_begin(ctx)
+    for step in range(1, 5):
+        cbp.cur_step_num = step
+        cbp.train_network = params(step)
+        cb.on_train_step_end(ctx)
+    cb.on_train_end(ctx)
+    cb.close()
     assert os.listdir(tmp_cwd) == []
+    assert cb.latest_ckpt_file_name == f"{base}/lenet-1_4.ckpt"
+    from mindckpt.storage.urls import resolve
+
+    store, key = resolve(base)
+    names = sorted(f.name for f in store.list(key))
+    assert names == ["lenet-1_3.ckpt", "lenet-1_4.ckpt", "other-1_1.ckpt"]
+    assert same(arrays(mindckpt.load_checkpoint(f"{base}/lenet-1_4.ckpt")), params(4))
+    assert str(latest_checkpoint(base, "lenet")).endswith("lenet-1_4.ckpt")
 
 
 def test_save_error_names_url_when_server_is_gone(bucket):

@@ -32,8 +32,8 @@ from mindckpt import policies
 from mindckpt.async_writer import AsyncWriter
 from mindckpt.collect import collect
 from mindckpt.errors import AsyncSaveError
-from mindckpt.manager import CheckpointManager
-from mindckpt.storage.local import LOCAL
+from mindckpt.manager import CheckpointManager, resolve_directory
+from mindckpt.storage.urls import is_url
 from mindckpt.train.config import CheckpointConfig
 from mindckpt.train.state import TrainState
 
@@ -46,7 +46,8 @@ SAVE_DIR = ""
 
 
 def _listdir(directory: str) -> list[str]:
-    return [f.name for f in LOCAL.list(directory)]
+    store, key = resolve_directory(directory)
+    return [f.name for f in store.list(key)]
 
 
 class InternalCallbackParam(dict):
@@ -168,11 +169,23 @@ def _check_prefix(prefix: Any) -> None:
 
 
 def _make_directory(path: Any) -> str:
-    """MindSpore's ``_make_directory``: validate, create (leaf mode 0700), return the realpath."""
+    """MindSpore's ``_make_directory``: validate, create (leaf mode 0700), return the realpath.
+
+    An fsspec URL (``s3://bucket/run1``) is returned as it is, after its store made it (object
+    stores have no directories) and checked that it is not a file.
+    """
     if not isinstance(path, str):
         raise TypeError("The path is invalid, the type should be string.")
     if not path.strip():
         raise ValueError("The path is invalid, it should be non-blank.")
+    if is_url(path):
+        store, key = resolve_directory(path)
+        if store.exists(key) and not store.isdir(key):
+            raise NotADirectoryError(
+                f"The path({path}) is a file path, it should be a directory path."
+            )
+        store.makedirs(key)
+        return path.rstrip("/")
     real = os.path.realpath(path)
     if len(real) > 1024:
         raise ValueError("The path length is too long, it should be limited in 1024.")
@@ -340,6 +353,7 @@ class ModelCheckpoint(Callback):
 
     def _manager_for(self, directory: str) -> CheckpointManager:
         mgr = self._manager
+        store, key = resolve_directory(directory)
         if mgr is None:
             if self._writer.closed:
                 self._writer = AsyncWriter()
@@ -347,9 +361,9 @@ class ModelCheckpoint(Callback):
                 directory, self._prefix, format=self._config.format, retention=self._retention,
                 writer=self._writer,
             )
-        elif mgr.directory != directory:
+        elif (mgr.store, mgr.directory) != (store, key):
             mgr.wait()  # the pending retention runs in the old directory
-            mgr.directory = directory
+            mgr.store, mgr.directory = store, key
         mgr.prefix = self._prefix
         mgr.format = self._config.format
         mgr.retire = list(self._retire)
@@ -434,7 +448,7 @@ class ModelCheckpoint(Callback):
             incremental=self._config.map_param_inc,
             remove_redundancy=self._config.remove_redundancy,
         )
-        self._latest_ckpt_file_name = cur_file
+        self._latest_ckpt_file_name = mgr.store.describe(cur_file)
         self._saved_in_run = True
 
     def _save_breakpoint(self, cb_params) -> str | None:
@@ -457,7 +471,7 @@ class ModelCheckpoint(Callback):
             prefix = self._prefix if isinstance(self._prefix, str) else str(prefix(cb_params))
         prefix = policies.dedup_prefix(_listdir(directory), prefix, exception=True)
         name = policies.breakpoint_file_name(prefix, epoch, in_epoch)
-        path = os.path.join(directory, name)
+        path = directory + "/" + name if is_url(directory) else os.path.join(directory, name)
         append = dict(self._base_append)
         if "epoch_num" in append:
             append["epoch_num"] = self._base_append.get("epoch_num", 0) + epoch
@@ -481,7 +495,7 @@ class ModelCheckpoint(Callback):
             if earlier is not None and hasattr(exc, "add_note"):
                 exc.add_note(f"An earlier asynchronous checkpoint save had failed too: {earlier!r}")
             raise
-        mgr.remove_retired_files(keep=path)  # a resumed job's older breakpoints: superseded
+        mgr.remove_retired_files(keep=mgr.key(name))  # a resumed job's older breakpoints
         if earlier is not None:
             raise AsyncSaveError(
                 f"The breakpoint checkpoint was saved to {path}, but an earlier asynchronous "
