@@ -400,9 +400,10 @@ def load_checkpoint(
     into the returned arrays.  Truncated, inconsistent or tampered files raise ``FormatError``,
     ``ChecksumError`` or ``DecryptionError`` (all ``ValueError``) naming the file and parameter.
 
-    mindckpt's keywords: ``mmap`` maps the file copy-on-write instead of reading it (no
-    payload copied; default: on for safetensors, and for ``.ckpt`` when ``net`` is given, so
-    that loading into a network copies each tensor once, straight from the page cache);
+    mindckpt's keywords: ``mmap`` (default on, where the file can be mapped) maps the file
+    copy-on-write instead of reading it: no payload is copied, writes to the arrays stay
+    private, and loading into a network copies each tensor once, straight from the page
+    cache; ``mmap=False`` reads into fresh arrays (and holds no file open);
     ``strict_integrity`` refuses encrypted files whose blocks are not bound to their file and
     position (MindSpore-written AES-GCM files and every CBC file, whose blocks could be
     reordered or spliced undetected); ``unknown_fields="skip"`` skips protobuf fields that
@@ -438,8 +439,6 @@ def load_checkpoint(
             or (net is not None and _holds_dtensors(net))):
         return _load_distributed(ckpt_file_name, net, strict_load, choice_func, dec_key,
                                  dec_mode, storage_options)
-    if mmap is None and net is not None:
-        mmap = True
     target = _check_load_file(ckpt_file_name, format, storage_options)
     entries: dict[str, Any]
     if isinstance(target, io.BytesIO):
