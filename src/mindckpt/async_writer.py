@@ -68,7 +68,16 @@ import numpy as np
 from mindckpt._validators import check_async_save
 from mindckpt.errors import AsyncSaveError
 from mindckpt.formats.records import Record
-from mindckpt.tensor import dtype_of_torch, is_device_tensor, is_torch_tensor, torch_to_numpy
+from mindckpt.adapters.torch import (
+    copy_device_to_host,
+    is_device_tensor,
+    is_torch_tensor,
+    pin_host,
+    synchronize,
+    torch_to_numpy,
+    unpin_host,
+)
+from mindckpt.tensor import dtype_of_torch
 
 __all__ = [
     "AsyncWriter",
@@ -150,23 +159,12 @@ class _Arena:
         if not addr or self._pinned == addr:
             return
         self._unpin()
-        try:
-            import torch
-
-            err = torch.cuda.cudart().cudaHostRegister(addr, self.buffer.nbytes, 0)
-            if int(getattr(err, "value", err)) == 0:
-                self._pinned = addr
-        except Exception:  # noqa: BLE001 - pinning is an optimisation only
-            pass
+        if pin_host(addr, self.buffer.nbytes):
+            self._pinned = addr
 
     def _unpin(self) -> None:
         if self._pinned:
-            try:
-                import torch
-
-                torch.cuda.cudart().cudaHostUnregister(self._pinned)
-            except Exception:  # noqa: BLE001
-                pass
+            unpin_host(self._pinned)
             self._pinned = 0
 
 
@@ -211,17 +209,13 @@ def _snapshot(records: Sequence[Any], arena: _Arena, device_only: bool = False) 
     for rec in records:
         name, value = rec[0], rec[1]
         if is_device_tensor(value):
-            import torch
-
             arena.pin()
             t = dtype_of_torch(value.dtype)
             if t is None:
                 raise TypeError(f"async save: record {name!r} has unsupported dtype {value.dtype}")
             n = value.numel() * value.element_size()
             slot = buf[offset : offset + n]
-            dst_t = torch.from_numpy(slot).view(value.dtype).view(value.shape)
-            dst_t.copy_(value, non_blocking=True)
-            synced.add(value.device)
+            synced.add(copy_device_to_host(value, slot))
             staged.append(_with_value(rec, slot.view(t.np_dtype).reshape(tuple(value.shape))))
             offset += _aligned(n)
             continue
@@ -252,10 +246,7 @@ def _snapshot(records: Sequence[Any], arena: _Arena, device_only: bool = False) 
                 "expected numpy.ndarray, torch.Tensor, str or bytes"
             )
     if synced:
-        import torch
-
-        for device in synced:
-            torch.cuda.synchronize(device)
+        synchronize(synced)
     return staged
 
 

@@ -7,7 +7,10 @@ is actually met: mindckpt runs without torch installed.
 * :func:`torch_to_numpy`: a host tensor as a numpy *view* (bfloat16 through an int16 view,
   since numpy has no bfloat16 of its own; ``ml_dtypes.bfloat16`` is the numpy dtype);
 * :func:`numpy_to_torch`: the reverse, a view again;
-* :func:`copy_into`: put an array into an existing tensor's memory (one copy, any device).
+* :func:`copy_into`: put an array into an existing tensor's memory (one copy, any device);
+* device staging for async snapshots: :func:`pin_host`, :func:`unpin_host` (page-lock a host
+  buffer for CUDA), :func:`copy_device_to_host` (an asynchronous device -> host copy into a
+  buffer slot) and :func:`synchronize` (wait for those copies).
 """
 
 from __future__ import annotations
@@ -24,6 +27,10 @@ __all__ = [
     "torch_to_numpy",
     "numpy_to_torch",
     "copy_into",
+    "pin_host",
+    "unpin_host",
+    "copy_device_to_host",
+    "synchronize",
 ]
 
 
@@ -82,3 +89,42 @@ def copy_into(target: Any, arr: np.ndarray) -> None:
         src = numpy_to_torch(arr)
     with torch.no_grad():
         target.copy_(src.reshape(target.shape))
+
+
+def pin_host(addr: int, nbytes: int) -> bool:
+    """Page-lock ``nbytes`` at ``addr`` for CUDA so device-to-host copies run at full bus speed;
+    False (and nothing changed) where that is not possible."""
+    try:
+        import torch
+
+        err = torch.cuda.cudart().cudaHostRegister(addr, nbytes, 0)
+        return int(getattr(err, "value", err)) == 0
+    except Exception:  # noqa: BLE001 - pinning is an optimisation only
+        return False
+
+
+def unpin_host(addr: int) -> None:
+    try:
+        import torch
+
+        torch.cuda.cudart().cudaHostUnregister(addr)
+    except Exception:  # noqa: BLE001 - as pin_host
+        pass
+
+
+def copy_device_to_host(value: Any, slot: np.ndarray) -> Any:
+    """Start copying device tensor ``value`` into the host byte buffer ``slot`` (its exact
+    size); return the device to :func:`synchronize` before ``slot`` is read."""
+    import torch
+
+    dst = torch.from_numpy(slot).view(value.dtype).view(value.shape)
+    dst.copy_(value, non_blocking=True)
+    return value.device
+
+
+def synchronize(devices: Any) -> None:
+    """Wait for the copies started on ``devices``."""
+    import torch
+
+    for device in devices:
+        torch.cuda.synchronize(device)

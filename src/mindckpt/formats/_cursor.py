@@ -28,7 +28,6 @@ class ByteReader:
         self.fd = source  # positional backend (named fd for brevity: "has offsets")
         self.stream = stream
         self.size = source.size if source is not None else int(getattr(stream, "size_hint", 0))
-        self.exact_size = source is not None
         if readahead is not None:
             self.HEADER_READAHEAD = readahead  # scans read little ahead: headers only
         self.pos = start

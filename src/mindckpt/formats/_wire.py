@@ -42,8 +42,3 @@ def decode_varint(buf: bytes | bytearray | memoryview, pos: int) -> tuple[int, i
 
 def key(field: int, wire_type: int) -> bytes:
     return encode_varint((field << 3) | wire_type)
-
-
-def len_field(field: int, payload_len: int) -> bytes:
-    """The key and length prefix of a LEN field whose payload follows."""
-    return key(field, LEN) + encode_varint(payload_len)

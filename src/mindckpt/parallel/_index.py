@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -183,7 +182,3 @@ def decode_index(data: bytes, path: str) -> DistIndex:
 
 def numel(shape: tuple[int, ...] | None) -> int:
     return 0 if shape is None else math.prod(shape)
-
-
-def layouts_of(params: Mapping[str, ParamEntry]) -> dict[str, TensorLayout]:
-    return {n: p.layout for n, p in params.items() if p.layout is not None}

@@ -18,7 +18,7 @@ with the wrong shape when they were sliced):
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ..errors import CheckpointError, TransformError  # noqa: F401 - re-exported
@@ -224,7 +224,3 @@ def probe_layouts(src: ParamStrategy | None, dst: ParamStrategy | None,
                                                                    tuple(shape))
     d_lay = dst.layout(shape) if dst is not None else None
     return s_lay, d_lay
-
-
-def holders_from(shapes: Iterable[int]) -> set[int]:
-    return set(shapes)

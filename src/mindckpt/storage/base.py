@@ -40,7 +40,6 @@ from __future__ import annotations
 import os
 import posixpath
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -357,9 +356,3 @@ class Transaction:
 def is_committed(store: Store, directory: str) -> bool:
     """Whether ``directory`` holds a committed :class:`Transaction`."""
     return store.exists(store.join(directory, COMMIT_MARKER))
-
-
-def iter_chunks(data: Any, size: int) -> Iterator[memoryview]:
-    mv = memoryview(data).cast("B")
-    for i in range(0, len(mv), size):
-        yield mv[i:i + size]
