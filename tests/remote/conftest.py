@@ -57,7 +57,7 @@ def s3fs_fs(moto_server):
     import s3fs
 
     return s3fs.S3FileSystem(skip_instance_cache=True,
-                             config_kwargs={"retries": {"max_attempts": 2, "mode": "standard"},
+                             config_kwargs={"retries": {"total_max_attempts": 2, "mode": "standard"},
                                             "connect_timeout": 2, "read_timeout": 10})
 
 
@@ -74,5 +74,5 @@ def proxied_fs(proxy):
     import s3fs
 
     return s3fs.S3FileSystem(skip_instance_cache=True, endpoint_url=proxy.endpoint,
-                             config_kwargs={"retries": {"max_attempts": 2, "mode": "standard"},
+                             config_kwargs={"retries": {"total_max_attempts": 2, "mode": "standard"},
                                             "connect_timeout": 2, "read_timeout": 5})

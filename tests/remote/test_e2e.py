@@ -211,7 +211,7 @@ def test_save_error_names_url_when_server_is_gone(bucket):
     import s3server
 
     opts = {"endpoint_url": f"http://127.0.0.1:{s3server.free_port()}",
-            "config_kwargs": {"retries": {"max_attempts": 1}, "connect_timeout": 1}}
+            "config_kwargs": {"retries": {"total_max_attempts": 1}, "connect_timeout": 1}}
     with pytest.raises(StorageError, match=rf"s3://{bucket}/x.ckpt.*connection failed"):
         mindckpt.save_checkpoint(params(), f"s3://{bucket}/x.ckpt", storage_options=opts)
 

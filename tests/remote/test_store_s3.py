@@ -180,7 +180,7 @@ def test_unreachable_endpoint_named(bucket):
 
     fs = s3fs.S3FileSystem(skip_instance_cache=True,
                            endpoint_url=f"http://127.0.0.1:{free_port()}",
-                           config_kwargs={"retries": {"max_attempts": 2, "mode": "standard"},
+                           config_kwargs={"retries": {"total_max_attempts": 2, "mode": "standard"},
                                           "connect_timeout": 1})
     store = FsspecStore(fs)
     with pytest.raises(StorageError, match=rf"s3://{bucket}/a.ckpt: the connection failed"):
@@ -235,7 +235,7 @@ def test_refused_credentials_named(moto_server):
     server = MotoServer(env={"INITIAL_NO_AUTH_ACTION_COUNT": "0"}).start()
     try:
         fs = s3fs.S3FileSystem(skip_instance_cache=True, endpoint_url=server.endpoint,
-                               config_kwargs={"retries": {"max_attempts": 1}})
+                               config_kwargs={"retries": {"total_max_attempts": 1}})
         store = FsspecStore(fs)
         with pytest.raises(StorageError, match=r"s3://bkt-x/a.ckpt: access was refused "
                            r"\(InvalidAccessKeyId.*check the credentials"):
@@ -244,3 +244,23 @@ def test_refused_credentials_named(moto_server):
             store.open_read("bkt-x/a.ckpt")
     finally:
         server.stop()
+
+
+def test_stalled_endpoint_times_out_named(bucket):
+    """A server that takes the connection and never answers: the read timeout fires."""
+    import socket
+
+    import s3fs
+
+    from mindckpt.errors import StorageError
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # connections complete in the backlog; nothing is ever read or sent
+        fs = s3fs.S3FileSystem(
+            skip_instance_cache=True, endpoint_url=f"http://127.0.0.1:{silent.getsockname()[1]}",
+            config_kwargs={"retries": {"total_max_attempts": 1}, "read_timeout": 1,
+                           "connect_timeout": 1})
+        with pytest.raises(StorageError, match=rf"s3://{bucket}/a.ckpt: the connection failed "
+                           "or timed out.*Timeout"):
+            FsspecStore(fs).write_bytes(f"{bucket}/a.ckpt", b"x")

@@ -51,11 +51,12 @@ _FIRST_WINDOW = 1 << 20  # read-ahead ranges start at 1 MiB, double up to half o
 _SEQ_GAP = 64 << 10  # a read starting at most this far past the previous one follows it
 #: botocore settings a store built by :func:`mindckpt.storage.urls.resolve` starts from (a
 #: user's ``config_kwargs``, from ``storage_options`` or fsspec's configuration, wins):
-#: a refused connection fails in ~2 s, an unreachable endpoint in ~15 s, a stalled one in 3 min.
+#: 3 attempts in all; a refused connection fails in seconds, an unreachable endpoint in ~15 s,
+#: a stalled one in ~3 min (and at the latest at S3Client.deadline()).
 S3_CONFIG_DEFAULTS: dict[str, Any] = {
     "connect_timeout": 5,
     "read_timeout": 60,
-    "retries": {"max_attempts": 3, "mode": "standard"},
+    "retries": {"total_max_attempts": 3, "mode": "standard"},
 }
 
 
@@ -97,13 +98,27 @@ class S3Client:
         bucket, _, obj = key.lstrip("/").partition("/")
         return bucket, obj
 
+    def deadline(self) -> float:
+        """Seconds one call may take, retries included: botocore's timeouts do not cover every
+        wait (a server that accepts a PUT and never answers its ``Expect: 100-continue``)."""
+        cfg = getattr(self._fs, "config_kwargs", None) or {}
+        connect = float(cfg.get("connect_timeout", getattr(self._fs, "connect_timeout", 5)))
+        read = float(cfg.get("read_timeout", getattr(self._fs, "read_timeout", 15)))
+        retries = cfg.get("retries") or {}  # botocore: max_attempts counts retries only
+        attempts = int(retries.get("total_max_attempts") or retries.get("max_attempts", 4) + 1)
+        return attempts * (connect + read) + 20.0 * (attempts - 1) + 5.0
+
     async def call(self, method: str, **kwargs: Any) -> Any:
         client = await self.fs.set_session()
         fn = getattr(client, method)
         helper = getattr(self.fs, "_get_s3_method_kwargs", None)
         if helper is not None:  # s3fs's s3_additional_kwargs (SSE, requester pays)
             kwargs = helper(fn, **kwargs)
-        return await fn(**kwargs)
+        limit = self.deadline()
+        try:
+            return await asyncio.wait_for(fn(**kwargs), limit)
+        except asyncio.TimeoutError:
+            raise TimeoutError(f"{method} got no answer within {limit:.0f} s") from None
 
     def submit(self, coro: Coroutine[Any, Any, Any]) -> concurrent.futures.Future[Any]:
         return asyncio.run_coroutine_threadsafe(coro, self.loop)

@@ -20,6 +20,7 @@ the part size, concurrency and read settings of the stores built for a protocol.
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import threading
@@ -84,7 +85,7 @@ def _s3_options(options: dict[str, Any]) -> dict[str, Any]:
 
     from .s3 import S3_CONFIG_DEFAULTS
 
-    config = dict(S3_CONFIG_DEFAULTS)
+    config = copy.deepcopy(S3_CONFIG_DEFAULTS)  # botocore edits the retries dict it is given
     if "AWS_MAX_ATTEMPTS" in os.environ or "AWS_RETRY_MODE" in os.environ:
         config.pop("retries")
     for source in (conf.get("s3", {}), options):
