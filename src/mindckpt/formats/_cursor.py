@@ -6,8 +6,9 @@ tensor payloads go straight from the source into the caller's array (one copy pe
 
 from __future__ import annotations
 
-import zlib
 from typing import Any
+
+from ..codecs.crc import crc32
 
 __all__ = ["ByteReader"]
 
@@ -86,7 +87,7 @@ class ByteReader:
         data = self.peek(n)
         self.pos += len(data)
         if self.track_crc:
-            self.crc = zlib.crc32(data, self.crc)
+            self.crc = crc32(data, self.crc)
         return data
 
     def readinto(self, mv: memoryview) -> int:
@@ -108,7 +109,7 @@ class ByteReader:
                 break
             done += got
         if self.track_crc:
-            self.crc = zlib.crc32(mv[:done], self.crc)
+            self.crc = crc32(mv[:done], self.crc)
         self.pos += done
         return done
 
@@ -126,7 +127,7 @@ class ByteReader:
         """Move the cursor to index ``k`` of the current window (the CRC takes the bytes)."""
         off = self.pos - self._buf_start
         if self.track_crc and k > off:
-            self.crc = zlib.crc32(memoryview(self._buf)[off:k], self.crc)
+            self.crc = crc32(memoryview(self._buf)[off:k], self.crc)
         self.pos = self._buf_start + k
 
     def seek(self, pos: int) -> None:

@@ -44,7 +44,6 @@ import gc
 import math
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from zlib import crc32
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -53,6 +52,7 @@ import numpy as np
 from .. import tensor as T
 from ..errors import ChecksumError, FormatError
 from ._cursor import ByteReader
+from ..codecs.crc import crc32
 from .records import Index, IndexEntry, Record, Span
 from ._wire import EGROUP, I32, I64, LEN, SGROUP, VARINT, decode_varint, encode_varint
 

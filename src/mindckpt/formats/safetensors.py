@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import json
 import re
-import zlib
 from collections.abc import Callable, Iterable
 from typing import Any, cast
 
@@ -46,6 +45,7 @@ import numpy as np
 from .. import tensor as T
 from ..errors import ChecksumError, FormatError
 from .ckpt import Entry, content_view, gc_paused
+from ..codecs.crc import crc32
 from .records import Index, IndexEntry, Record, Span
 
 __all__ = ["write_safetensors", "scan_safetensors", "read_safetensors", "check_crc", "ms_crc",
@@ -69,15 +69,15 @@ def _crc_piece(arr: Any, crc: int) -> int:
     if arr.ndim == 0 and arr.dtype.kind in "iu":
         v = int(arr)
         if 0 <= v <= _ZERO_RUN_LIMIT:  # bytes(np.array(v)) == b"\0" * v
-            return zlib.crc32(bytes(v), crc)
-    return zlib.crc32(content_view(arr), crc)
+            return crc32(bytes(v), crc)
+    return crc32(content_view(arr), crc)
 
 
 def ms_crc(items: Iterable[tuple[str, np.ndarray]]) -> int:
     """MindSpore's safetensors ``crc_num`` over ``(name, array)`` pairs."""
     crc = 0
     for name, arr in sorted(items, key=lambda kv: kv[0]):
-        crc = zlib.crc32(name.encode("utf-8"), crc)
+        crc = crc32(name.encode("utf-8"), crc)
         crc = _crc_piece(arr, crc)
     return crc
 
@@ -95,7 +95,7 @@ def header_digest_input(meta: dict[str, str],
 
 def header_crc(meta: dict[str, str], entries: Iterable[tuple[str, str, Any, int, int]]) -> int:
     """The value of :data:`HEADER_CRC_KEY` for this metadata and these entries."""
-    return zlib.crc32(header_digest_input(meta, entries))
+    return crc32(header_digest_input(meta, entries))
 
 
 def _code(name: str, value: Any, dtype: T.Type | None) -> tuple[str, tuple[int, ...], int]:
