@@ -148,7 +148,16 @@ class CheckpointManager:
 
     def all(self) -> list[str]:
         """Keys of the complete checkpoints this manager manages, oldest first."""
-        return [f.key for f in sorted(self._managed(), key=lambda f: (f.mtime, f.name))]
+        return [f.key for f in sorted(self._managed(), key=self._age)]
+
+    def _age(self, info: FileInfo) -> tuple[float, int, int, int, str]:
+        """Oldest first: by mtime, then (object stores keep whole seconds) by run, epoch and
+        step parsed from the name, then by name."""
+        for prefix in self.prefixes:
+            parsed = policies.parse_name(info.name, prefix)
+            if parsed is not None:
+                return (info.mtime, parsed.run, parsed.epoch, parsed.step, info.name)
+        return (info.mtime, 0, 0, 0, info.name)
 
     def latest(self) -> str | None:
         """Key of the newest complete checkpoint this manager manages (None if none)."""

@@ -161,8 +161,6 @@ def test_checkpoint_manager_on_s3(bucket):
     assert same(arrays(mindckpt.load_checkpoint(f"s3://{keys[-1]}")), params(3))
 
 
-@pytest.mark.xfail(strict=True, reason="CheckpointManager orders by (mtime, name); S3 times "
-                   "have 1 s resolution, and 'net-1_9' sorts after 'net-1_10'")
 def test_checkpoint_manager_latest_within_one_second(bucket):
     from mindckpt.manager import CheckpointManager
 
