@@ -25,6 +25,7 @@ import numpy as np
 
 from .collect import scalar_array
 from .errors import CheckpointNotFoundError, FormatError
+from .pipeline import format_from_name
 
 __all__ = [
     "ImportedEntry",
@@ -239,7 +240,7 @@ def iter_hf_checkpoint(index: HFIndex) -> Iterator[ImportedEntry]:
     for shard in index.shards:
         path = os.path.join(index.directory, shard)
         wanted = {n for n, s in index.weight_map.items() if s == shard}
-        if shard.endswith(".safetensors"):
+        if format_from_name(shard) == "safetensors":
             with open_checkpoint(path, format="safetensors") as f:
                 have = set(f.keys())
                 missing = sorted(wanted - have)

@@ -33,14 +33,27 @@ import warnings
 import weakref
 from collections import deque
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ..errors import CheckpointError, CheckpointNotFoundError, MissingDirectoryError, StorageError
 from ._remote import as_epoch, cause, client_error, wrap
 from .base import ByteSource, FileInfo, PendingWrite
 
-if TYPE_CHECKING:
-    from .fsspec import FsspecStore
+
+
+class FsspecStore(Protocol):
+    """What the S3 backend uses of its :class:`~mindckpt.storage.fsspec.FsspecStore` (named
+    here, not imported, so that the two modules do not import each other)."""
+
+    part_size: int
+    max_concurrency: int
+    read_chunk: int
+    readahead: int
+    head_bytes: int
+
+    def describe(self, key: str) -> str: ...
+
+    def _s3_client(self) -> S3Client: ...
 
 __all__ = ["S3Client", "S3Objects", "MultipartPending", "S3Source", "UploadInfo",
            "MIN_PART_SIZE", "MAX_PARTS", "S3_CONFIG_DEFAULTS"]
