@@ -1,4 +1,8 @@
-"""Where checkpoint bytes live: the :class:`Store` interface and its backends."""
+"""Where checkpoint bytes live: the :class:`Store` interface and its backends.
+
+``resolve(path_or_url)`` gives ``(store, key)``; ``mindckpt.storage.fsspec.FsspecStore`` (and
+``set_store_options`` in ``mindckpt.storage.urls``) need the ``remote`` extra.
+"""
 
 from .base import (
     COMMIT_MARKER,
@@ -15,6 +19,7 @@ from .base import (
 )
 from .local import LOCAL, FileSource, LocalStore
 from .memory import BytesSource, MemoryStore
+from .urls import is_url, resolve
 
 __all__ = [
     "COMMIT_MARKER",
@@ -33,4 +38,6 @@ __all__ = [
     "default_durable",
     "is_committed",
     "set_default_durable",
+    "resolve",
+    "is_url",
 ]
