@@ -236,6 +236,36 @@ def save_checkpoint(
     or only ``writer_rank=k``); ``integrated_save=False`` writes each rank's slices under
     ``rank_<r>/`` with a strategy file, an index and a commit marker; ``remove_redundancy=True``
     writes replicated data once.
+
+    Args:
+        save_obj: an ``nn.Cell``, a list of Parameters or of ``{"name", "data"}`` dicts, a dict
+            of name to value (Parameter, Tensor, numpy array, torch tensor, str, int, float,
+            bool, or nested training state: dicts/lists of those, flattened by
+            :mod:`mindckpt.state`), or a ``torch.nn.Module`` / state_dict.
+        ckpt_file_name: the path or URL; ``.ckpt`` / ``.safetensors`` is appended if missing.
+        integrated_save: with sliced parameters, gather them into full tensors (default).
+        async_save: ``False``, ``True``/``"thread"`` (snapshot into a reused buffer, write in a
+            thread) or ``"process"`` (fork); errors are raised at the next save, at
+            ``mindckpt.async_writer.wait()`` or at exit.
+        append_dict: extra scalar or str entries (``{"epoch_num": 3}``).
+        enc_key: a 16/24/32-byte key (16 for SM4-CBC) to encrypt the ``.ckpt``.
+        enc_mode: ``"AES-GCM"`` (authenticated; default), ``"AES-CBC"`` or ``"SM4-CBC"``.
+        choice_func: ``choice_func(name) -> bool`` keeps the names it accepts.
+        crc_check: append MindSpore's CRC trailer (``.ckpt``) or ``crc_num`` (safetensors).
+        format: ``"ckpt"`` or ``"safetensors"``.
+        **kwargs: MindSpore's ``incremental``, ``remove_redundancy``, ``global_step_num``; and
+            mindckpt's ``storage_options`` (fsspec), ``layouts`` and ``writer_rank``
+            (distributed).
+
+    Raises:
+        TypeError: a ``save_obj``, value or argument of the wrong type (MindSpore's messages);
+            a value the format cannot hold (named, before anything is written).
+        ValueError: a bad ``format``, key length or mode, or ``crc_check`` with ``enc_key``.
+        IsADirectoryError: ``ckpt_file_name`` is a directory.
+        StorageError: writing failed (``MissingDirectoryError``, a ``FileNotFoundError``, for a
+            missing directory); the previous file is unchanged.
+        DurabilityError: the new file is in place but could not be made durable.
+        AsyncSaveError: a previous async save failed (raised here, before this save starts).
     """
     if kwargs.get("layouts") is not None or psave.has_dtensors(save_obj):
         # sliced parameters (DTensors, or local tensors with layouts): over the process group
@@ -409,6 +439,37 @@ def load_checkpoint(
     reordered or spliced undetected); ``unknown_fields="skip"`` skips protobuf fields that
     MindSpore never writes (by default they are an error, since a flipped byte turns a tensor
     into one and MindSpore would drop it silently); ``storage_options`` for fsspec URLs.
+
+    Args:
+        ckpt_file_name: the path or URL of a ``.ckpt`` or ``.safetensors`` file (its suffix must
+            match ``format``), an ``io.BytesIO`` of a safetensors file, or a committed sliced
+            checkpoint directory.
+        net: a ``Cell`` or torch module to load into (see :func:`load_param_into_net`).
+        strict_load: MindSpore's: a dtype difference is an error instead of a conversion.
+        filter_prefix: leave out names with these prefixes (deprecated in MindSpore).
+        dec_key: the key of an encrypted file.
+        dec_mode: its mode (``"AES-GCM"``, ``"AES-CBC"``, ``"SM4-CBC"``).
+        specify_prefix: keep only names with these prefixes (deprecated in MindSpore).
+        choice_func: ``choice_func(name) -> bool`` keeps the names it accepts.
+        crc_check: verify the stored CRC; a file without one is an error.
+        remove_redundancy: restore de-duplicated parameters (distributed runs only).
+        format: ``"ckpt"`` or ``"safetensors"``.
+        mmap: map the file instead of reading it (default: yes, where possible).
+        strict_integrity: refuse encrypted files without block binding.
+        unknown_fields: ``"error"`` (default) or ``"skip"``.
+        storage_options: fsspec options for URLs.
+
+    Returns:
+        ``{name: Parameter | str | list}`` in file order (safetensors: sorted by name).
+
+    Raises:
+        CheckpointNotFoundError: no such file (a ``ValueError`` and ``FileNotFoundError``).
+        FormatError: the file is damaged or not a checkpoint (a ``ValueError``).
+        ChecksumError: the CRC does not match, or ``crc_check`` on a file without one.
+        DecryptionError: a wrong key or mode, a key for a plain file, or tampered blocks.
+        ValueError: nothing selected, or a bad argument value (MindSpore's messages).
+        TypeError: an argument of the wrong type (MindSpore's messages).
+        RuntimeError: with ``net``: a shape or dtype that does not fit (nothing changed).
     """
     specify = _check_prefix(specify_prefix)
     filt = _check_prefix(filter_prefix)
@@ -693,6 +754,24 @@ def load_param_into_net(
     ``gamma/beta/moving_mean/moving_variance`` to ``weight/bias/running_mean/running_var``).
     torch's DDP/DataParallel wrappers are looked through; a module on the ``meta`` device is
     refused (nothing can be loaded into it).
+
+    Args:
+        net: a ``Cell`` or ``torch.nn.Module`` (DTensor parameters receive their own shards).
+        parameter_dict: ``{name: Parameter | Tensor | numpy array | torch tensor | str}``,
+            usually what :func:`load_checkpoint` returned.
+        strict_load: a dtype difference is an error instead of a conversion.
+        remove_redundancy: restore de-duplicated parameters over the process group.
+        name_map: renames checkpoint names before matching (see above).
+
+    Returns:
+        ``(param_not_load, ckpt_not_load)``: the network's names that got no value, and the
+        dict's names that went nowhere.
+
+    Raises:
+        TypeError: ``net`` or ``parameter_dict`` of the wrong type, a bad ``name_map``, or
+            ``remove_redundancy`` outside a process group (MindSpore's message).
+        RuntimeError: a shape or dtype that does not fit, or a ``meta``-device module; the
+            network is unchanged.
     """
     if not isinstance(net, Cell) and not is_torch_module(net):
         raise TypeError(
