@@ -67,7 +67,8 @@ def varints(items: Iterable[tuple[int, int | bytes]], what: str) -> list[int]:
             out.append(int(value))  # type: ignore[arg-type]
         elif wire == LEN:
             data = value
-            assert isinstance(data, bytes)
+            if not isinstance(data, bytes):
+                raise WireError(f"{what}: a length-delimited field without bytes")
             pos = 0
             while pos < len(data):
                 v, pos = _varint(data, pos, what)

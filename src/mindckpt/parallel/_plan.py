@@ -197,7 +197,8 @@ def probe_layouts(src: ParamStrategy | None, dst: ParamStrategy | None,
                   ) -> tuple[TensorLayout, TensorLayout | None]:
     """Layouts of a shape that both strategies divide (for planning without the files)."""
     ref = src or dst
-    assert ref is not None
+    if ref is None:
+        raise TransformError("probe_layouts needs a source or a destination strategy")
     ndim = len(ref.tensor_map)
     shape = []
     parts: list[tuple[tuple[int, ...], int] | None] = []

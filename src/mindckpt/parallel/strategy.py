@@ -205,7 +205,8 @@ def _dims(fields: W.Fields, num: int, what: str) -> list[Dims]:
     for w, v in fields.get(num, []):
         if w != 2:
             raise W.WireError(f"{what} is not a message")
-        assert isinstance(v, bytes)
+        if not isinstance(v, bytes):
+            raise W.WireError(f"{what} is not a message")
         inner = W.parse(v, what)
         out.append(Dims(W.varints(inner.get(1, []), what)))
     return out

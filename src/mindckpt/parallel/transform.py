@@ -229,11 +229,13 @@ class Resharder:
         holders = {r for r, f in self.files.items() if name in f}
         pieces = choose_sources(p.src, dst_box, holders, rank, set(), name)
         dtype = self.files[pieces[0][0]].info(name).dtype
-        assert dtype is not None
+        if dtype is None:
+            raise TransformError(f"'{name}' is a str entry; a sliced str cannot be resharded")
         out = np.empty(box_shape(dst_box), dtype=dtype.np_dtype)
         for src_rank, ov in pieces:
             src_box = p.src.box(src_rank)
-            assert src_box is not None
+            if src_box is None:
+                raise TransformError(f"internal: source rank {src_rank} does not hold '{name}'")
             region = tuple((s.start, s.stop) for s in relative(ov, src_box))
             data = self.files[src_rank].read(name, region)
             out[relative(ov, dst_box)] = data
@@ -246,7 +248,8 @@ class Resharder:
             return None, None
         f = next(f for f in self.files.values() if name in f)
         box = p.dst_box(rank)
-        assert box is not None
+        if box is None:
+            raise TransformError(f"internal: rank {rank} does not hold '{name}'")
         return f.info(name).dtype, box_shape(box)
 
     def write_rank(self, rank: int, path: str, fmt: str, progress: Progress = None,
@@ -494,7 +497,8 @@ def _transform_all(rs: Resharder, files: Mapping[int, str], dst_dir: str, prefix
     names_of: dict[int, list[str] | None] = {r: None for r in ranks}
     suffix = {r: "" for r in ranks}
     if stage is not None:  # by stage: only the source stage's parameters, "_part<stage>"
-        assert rs.src_map is not None
+        if rs.src_map is None:
+            raise TransformError("transform by stage needs the source strategy file")
         for r in ranks:
             names_of[r] = [n for n in rs.names_for(r)
                            if n in rs.src_map or parent_name(n, rs.src_map) is not None

@@ -99,7 +99,9 @@ def unified_safetensors(src_dir: str, src_strategy_file: str, dst_dir: str,
     files = _collect(src_dir, file_suffix)
     os.makedirs(dst_dir, exist_ok=True)
     with Resharder(files, src_strategy_file, None, tool="unified_safetensors") as rs:
-        assert rs.src_map is not None
+        if rs.src_map is None:
+            raise TransformError(f"For 'unified_safetensors', no source strategy was found for "
+                                 f"{src_dir}; pass src_strategy_file.")
         merged: dict[str, str] = {}  # source name -> output name
         hyper: dict[str, str] = {}
         sizes: dict[str, int] = {}
@@ -113,7 +115,9 @@ def unified_safetensors(src_dir: str, src_strategy_file: str, dst_dir: str,
                 continue
             merged[name] = out
             dtype = rs.files[min(r for r, f in rs.files.items() if name in f)].info(name).dtype
-            assert dtype is not None
+            if dtype is None:
+                raise TransformError(f"For 'unified_safetensors', '{name}' is a str entry; it "
+                                     "cannot be stored in safetensors.")
             sizes[name] = math.prod(plan.full_shape) * dtype.itemsize
         total = sum(sizes.values())
         n_parts = min(math.ceil(total / PART_BYTES), len(sizes)) if sizes else 0
