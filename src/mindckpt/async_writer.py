@@ -66,7 +66,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from mindckpt._validators import check_async_save
-from mindckpt.errors import AsyncSaveError
+from mindckpt.errors import AsyncSaveError, DurabilityError, StorageError
 from mindckpt.formats.records import Record
 from mindckpt.adapters.torch import (
     copy_device_to_host,
@@ -325,10 +325,18 @@ class _Job:
         if err is None:
             return
         self.error = None  # raised once
+        text = str(err).rstrip()
+        if isinstance(err, DurabilityError):
+            tail = ""  # it says itself that the file is in place
+        elif isinstance(err, StorageError):
+            tail = " Fix the cause and save again."  # it says itself what was kept
+        else:
+            tail = (" The file was not written (any previous file of that name is left as it "
+                    "was); fix the cause and save again.")
+        sep = "" if text.endswith(".") else "."
         raise AsyncSaveError(
             f"The background ({self.mode}) save of {self.target} failed: "
-            f"{type(err).__name__}: {err}. The file was not written (any previous file of that "
-            "name is left as it was); fix the cause and save again."
+            f"{type(err).__name__}: {text}{sep}{tail}"
         ) from err
 
 
