@@ -9,21 +9,6 @@ from mindckpt import policies
 from mindckpt.storage.base import FileInfo
 
 
-class FakeClock:
-    def __init__(self, t=2_000_000_000.0):
-        self.t = t
-
-    def __call__(self):
-        return self.t
-
-
-@pytest.fixture
-def clock(monkeypatch):
-    c = FakeClock()
-    monkeypatch.setattr(policies, "_now", c)
-    return c
-
-
 def info(name, mtime=0.0, directory="/d"):
     return FileInfo(f"{directory}/{name}", 1, mtime)
 

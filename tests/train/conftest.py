@@ -4,24 +4,8 @@ import numpy as np
 import pytest
 
 from mindckpt import async_writer as _async
-from mindckpt import policies
 from mindckpt.errors import AsyncSaveError
 from mindckpt.train.callback import InternalCallbackParam, RunContext
-
-
-class FakeClock:
-    def __init__(self, t=2_000_000_000.0):
-        self.t = t
-
-    def __call__(self):
-        return self.t
-
-
-@pytest.fixture
-def clock(monkeypatch):
-    c = FakeClock()
-    monkeypatch.setattr(policies, "_now", c)
-    return c
 
 
 @pytest.fixture(autouse=True)

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, cast
 
 import numpy as np
@@ -109,6 +109,39 @@ def _code(name: str, value: Any, dtype: T.Type | None) -> tuple[str, tuple[int, 
     return t.st_code, shape, nbytes
 
 
+def write_order(code: str, name: str) -> tuple[int, str]:
+    """The safetensors library's write order: dtype descending in its enum order, then name."""
+    return (-_RANK[code], name)
+
+
+def encode_header(
+    entries: Sequence[tuple[str, str, Sequence[int], int]],
+    meta: dict[str, str] | None,
+    *,
+    header_checksum: bool = False,
+) -> tuple[bytes, list[int]]:
+    """The 8-byte length and the space-padded JSON header for ``entries`` (name, dtype code,
+    shape, nbytes) in write order, and each entry's offset in the data.  ``header_checksum``
+    adds :data:`HEADER_CRC_KEY` to ``meta`` (which must then be given)."""
+    header: dict[str, Any] = {}
+    if meta is not None:
+        header["__metadata__"] = meta
+    offsets: list[int] = []
+    offset = 0
+    for name, code, shape, nbytes in entries:
+        header[name] = {"dtype": code, "shape": list(shape),
+                        "data_offsets": [offset, offset + nbytes]}
+        offsets.append(offset)
+        offset += nbytes
+    if header_checksum and meta is not None:
+        meta[HEADER_CRC_KEY] = str(header_crc(
+            meta, ((k, v["dtype"], v["shape"], *v["data_offsets"])
+                   for k, v in header.items() if k != "__metadata__")))
+    blob = json.dumps(header, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    blob += b" " * (-len(blob) % 8)
+    return len(blob).to_bytes(8, "little") + blob, offsets
+
+
 def write_safetensors(
     sink: Any,
     records: list[Record],
@@ -126,9 +159,8 @@ def write_safetensors(
             )
     items = sorted(
         ((name, arr, t, *_code(name, arr, t)) for name, arr, t in records),
-        key=lambda it: (-_RANK[it[3]], it[0]),
+        key=lambda it: write_order(it[3], it[0]),
     )
-    header: dict[str, Any] = {}
     meta: dict[str, str] = {}
     if items:
         meta["format"] = "ms"
@@ -139,26 +171,18 @@ def write_safetensors(
                 meta[name] = "Int4"
         if crc:
             meta["crc_num"] = str(ms_crc((it[0], it[1]) for it in items))
-        header["__metadata__"] = meta
-    offset = 0
-    for name, _arr, _t, code, shape, nbytes in items:
-        header[name] = {"dtype": code, "shape": list(shape),
-                        "data_offsets": [offset, offset + nbytes]}
-        offset += nbytes
-    if crc and items:
-        meta[HEADER_CRC_KEY] = str(header_crc(
-            meta, ((k, v["dtype"], v["shape"], *v["data_offsets"])
-                   for k, v in header.items() if k != "__metadata__")))
-    blob = json.dumps(header, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-    blob += b" " * (-len(blob) % 8)
-    sink.write(len(blob).to_bytes(8, "little") + blob)
-    data_start = 8 + len(blob)
+    head, offsets = encode_header([(it[0], it[3], it[4], it[5]) for it in items],
+                                  meta if items else None, header_checksum=crc and bool(items))
+    sink.write(head)
+    offset = sum(it[5] for it in items)
+    starts = {it[0]: o for it, o in zip(items, offsets, strict=True)}
+    data_start = len(head)
     index = Index(format="safetensors", metadata=dict(meta), data_start=data_start,
                   size=data_start + offset)
     if "crc_num" in meta:
         index.crc = int(meta["crc_num"])
     for name, arr, t, code, shape, nbytes in sorted(items, key=lambda it: it[0]):
-        start = header[name]["data_offsets"][0]
+        start = starts[name]
         dtype = t or T.meta(arr)[1]
         index.entries[name] = IndexEntry(name, "tensor", dtype, tuple(shape),
                                          (Span(data_start + start, nbytes),), code)

@@ -12,7 +12,6 @@ produced and written in turn, so a destination file is never held in memory whol
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import threading
@@ -25,14 +24,13 @@ import numpy as np
 from .. import tensor as T
 from ..errors import FormatError
 from ..formats.ckpt import write_ckpt
+from ..formats.safetensors import encode_header, write_order
 from ..pipeline import format_from_name
 from ..storage import LOCAL
 from .layout import Box
 
 __all__ = ["EntryInfo", "SourceFile", "write_streaming", "fmt_of"]
 
-_ST_ORDER = ["BOOL", "U8", "I8", "F8_E5M2", "F8_E4M3", "I16", "U16", "F16", "BF16", "I32",
-             "U32", "F32", "F64", "I64", "U64"]  # safetensors' dtype enum: its write order
 
 
 def fmt_of(path: str) -> str:
@@ -170,30 +168,23 @@ def _records(plan: Iterable[tuple[str, T.Type | None, Any, Producer]]) -> Iterab
 
 def _write_st(w: Any, plan: Sequence[tuple[str, T.Type | None, Any, Producer]],
               metadata: dict[str, str] | None) -> None:
-    rank = {c: i for i, c in enumerate(_ST_ORDER)}
     items = []
     for name, dtype, shape, produce in plan:
         if dtype is None or dtype.st_code is None:
             raise TypeError(f"Cannot save '{name}' as safetensors: dtype {dtype} has no "
                             "safetensors code (str entries cannot be stored in safetensors)")
         items.append((name, dtype, tuple(shape), produce))
-    items.sort(key=lambda it: (-rank[str(it[1].st_code)], it[0]))
-    header: dict[str, Any] = {}
+    items.sort(key=lambda it: write_order(str(it[1].st_code), it[0]))
+    meta = None
     if items:
         meta = {"format": "ms", **(metadata or {})}
         for name, dtype, _s, _p in items:
             if dtype is T.qint4x2:
                 meta[name] = "Int4"
-        header["__metadata__"] = meta
-    offset = 0
-    for name, dtype, shape, _p in items:
-        nbytes = math.prod(shape) * dtype.itemsize
-        header[name] = {"dtype": dtype.st_code, "shape": list(shape),
-                        "data_offsets": [offset, offset + nbytes]}
-        offset += nbytes
-    blob = json.dumps(header, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-    blob += b" " * (-len(blob) % 8)
-    w.write(len(blob).to_bytes(8, "little") + blob)
+    head, _offsets = encode_header(
+        [(name, str(dtype.st_code), shape, math.prod(shape) * dtype.itemsize)
+         for name, dtype, shape, _p in items], meta)
+    w.write(head)
     for name, dtype, shape, produce in items:
         arr = np.asarray(produce(), dtype=dtype.np_dtype)
         if not arr.flags.c_contiguous:
