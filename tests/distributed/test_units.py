@@ -116,3 +116,30 @@ def test_bad_inputs(tmp_path):
     save_distributed(sd, str(tmp_path / "y"), integrated_save=False)
     with pytest.raises(RuntimeError, match="same shape"):
         load_distributed(str(tmp_path / "y"), {"w": torch.zeros(4, 5)})
+
+
+@pytest.mark.parametrize("writer", [None, 0])
+def test_integrated_safetensors_crc_gathers_each_parameter_twice(tmp_path, monkeypatch, writer):
+    from mindckpt.parallel import save as S
+
+    sd = {"w": torch.arange(24.0).reshape(4, 6), "b": torch.ones(6, dtype=torch.bfloat16),
+          "n": torch.tensor(3), "z": torch.zeros(0, 2)}
+    lay = {"w": ([1], [0, -1]), "b": ([1], [-1])}
+    counts: dict[str, int] = {}
+    real = S._Gatherer.gather
+
+    def counting(self, it):
+        counts[it.name] = counts.get(it.name, 0) + 1
+        return real(self, it)
+    monkeypatch.setattr(S._Gatherer, "gather", counting)
+    save_distributed(sd, str(tmp_path / "f"), layouts=lay, format="safetensors", crc_check=True,
+                     writer_rank=writer)
+    assert counts == {"w": 2, "b": 2, "n": 2, "z": 2}
+    counts.clear()
+    save_distributed(sd, str(tmp_path / "p"), layouts=lay, format="safetensors")
+    assert counts == {"w": 1, "b": 1, "n": 1, "z": 1}
+    for name in ("f", "p"):  # byte for byte what a plain save of the same values writes
+        mindckpt.save_checkpoint(sd, str(tmp_path / f"ref_{name}"), format="safetensors",
+                                 crc_check=name == "f")
+        assert (tmp_path / f"{name}.safetensors").read_bytes() == \
+            (tmp_path / f"ref_{name}.safetensors").read_bytes()

@@ -43,7 +43,6 @@ commits over the checkpoint group; errors are raised at the next save or at ``wa
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -301,19 +300,6 @@ class _GuardedSink:
             self.error = e
 
 
-class _HeaderOnly(Exception):
-    pass
-
-
-class _HeaderCapture:
-    def __init__(self) -> None:
-        self.header: bytes | None = None
-
-    def write(self, data: Any) -> None:
-        self.header = bytes(data)
-        raise _HeaderOnly  # stop the writer before it touches the (placeholder) data
-
-
 # --------------------------------------------------------------------------- gathering
 
 
@@ -410,29 +396,43 @@ class _Options:
     durable: bool | None
 
 
-def _st_header(items: Sequence[_Item], remove_redundancy: bool | None) -> bytes:
-    """The exact safetensors header ``write_safetensors`` writes for these tensors (computed
-    from zero-stride placeholders: no data is touched)."""
-    placeholders = [Record(it.name, np.broadcast_to(np.zeros((), dtype=it.type.np_dtype),
-                                                    cast(tuple, it.full_shape)),
-                           T.dtype_of_name(it.override) if it.override else None)
-                    for it in items]
-    cap = _HeaderCapture()
-    try:
-        _st.write_safetensors(cap, placeholders, crc=False, remove_redundancy=remove_redundancy)
-    except _HeaderOnly:
-        pass
-    return cap.header or b""
+def _st_entries(items: Sequence[_Item]) -> list[tuple[_Item, str, int]]:
+    """``(item, safetensors dtype code, nbytes)`` in the safetensors library's write order
+    (what ``write_safetensors`` computes from the values, here from the plan alone)."""
+    out = []
+    for it in items:
+        t = T.dtype_of_name(it.override) if it.override else it.type
+        if t is None or t.st_code is None:
+            raise TypeError(f"Cannot save '{it.name}' as safetensors: dtype {it.dtype} has no "
+                            "safetensors code")
+        out.append((it, str(t.st_code), it.nbytes))
+    out.sort(key=lambda e: _st.write_order(e[1], e[0].name))
+    return out
 
 
-class _NullSink:
-    def write(self, data: Any) -> None:
-        pass
+def _st_header(entries: Sequence[tuple[_Item, str, int]], remove_redundancy: bool | None,
+               crc_num: int | None) -> bytes:
+    """The exact safetensors header ``write_safetensors`` writes for these entries (from
+    :func:`_st_entries`), with MindSpore's metadata and, given ``crc_num``, its ``crc_num`` and
+    mindckpt's header checksum; no data is touched."""
+    meta: dict[str, str] | None = None
+    if entries:
+        meta = {"format": "ms"}
+        if remove_redundancy is not None:
+            meta["remove_redundancy"] = str(bool(remove_redundancy))
+        for it, _code, _n in entries:
+            if it.override is not None and T.dtype_of_name(it.override) is T.qint4x2:
+                meta[it.name] = "Int4"
+        if crc_num is not None:
+            meta["crc_num"] = str(crc_num)
+    head, _offsets = _st.encode_header(
+        [(it.name, code, cast(tuple, it.full_shape), n) for it, code, n in entries], meta,
+        header_checksum=crc_num is not None and bool(entries))
+    return head
 
 
 class _Lazy:
-    """A value that is gathered when a writer converts it (``numpy.asarray``); ranks that do
-    not write get a zero-stride placeholder of the right shape and dtype."""
+    """A value gathered when it is converted (``numpy.asarray``), on a rank that writes."""
 
     __slots__ = ("item", "gatherer")
 
@@ -441,17 +441,8 @@ class _Lazy:
         self.gatherer = gatherer
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        arr = self.gatherer.gather(self.item)
-        if not isinstance(arr, np.ndarray):
-            arr = np.broadcast_to(np.zeros((), dtype=self.item.type.np_dtype),
-                                  cast(tuple, self.item.full_shape))
+        arr = cast(np.ndarray, self.gatherer.gather(self.item))
         return arr if dtype is None else arr.astype(dtype, copy=False)
-
-
-def _data_order(header: bytes) -> list[str]:
-    doc = json.loads(header[8:].decode("utf-8"))
-    return [n for n, _o in sorted(((n, v["data_offsets"][0]) for n, v in doc.items()
-                                   if n != "__metadata__"), key=lambda kv: kv[1])]
 
 
 def _save_integrated(plan: list[_Item], local: Mapping[str, Any], comm: Comm, store: Store,
@@ -459,7 +450,6 @@ def _save_integrated(plan: list[_Item], local: Mapping[str, Any], comm: Comm, st
     rank = comm.rank
     g = _Gatherer(comm, local, writer)
     writes = writer is None or rank == writer
-    by_name = {it.name: it for it in plan}
     error: BaseException | None = None
     result = DistSaveResult("integrated", store.describe(key) if writes else "")
     if opt.fmt == "safetensors":
@@ -468,8 +458,7 @@ def _save_integrated(plan: list[_Item], local: Mapping[str, Any], comm: Comm, st
             raise TypeError(f"Cannot save '{strs[0]}' as safetensors: str values are not "
                             "supported by the safetensors format; save with format='ckpt'.")
         rr = True if opt.remove_redundancy else None
-        header = b"" if opt.crc_check else _st_header(plan, rr)
-        order = _data_order(header) if header else []
+        entries = _st_entries(plan)
     w: Any = None
     if writes:
         try:
@@ -480,20 +469,22 @@ def _save_integrated(plan: list[_Item], local: Mapping[str, Any], comm: Comm, st
             error, w = e, None
     sink = _GuardedSink(w) if w is not None else None
     try:
-        if opt.fmt == "safetensors" and opt.crc_check:
-            # crc_num covers every value before the header is written: the real writer runs
-            # over lazy values on every rank in lockstep (each value is gathered when the
-            # writer touches it, at most one at a time in memory)
-            lazy = [Record(it.name, _Lazy(it, g),
-                           T.dtype_of_name(it.override) if it.override else None)
-                    for it in plan]
-            _st.write_safetensors(sink if sink is not None else _NullSink(), lazy, crc=True,
-                                  remove_redundancy=rr)
-        elif opt.fmt == "safetensors":
+        if opt.fmt == "safetensors":
+            crc_num = None
+            if opt.crc_check:
+                # pass 1: crc_num covers every value and comes before the data, so each value
+                # is gathered once, folded into MindSpore's crc (formats.safetensors.ms_crc:
+                # sorted names, one value converted at a time) and dropped
+                if writes:
+                    crc_num = _st.ms_crc((it.name, cast(Any, _Lazy(it, g)))
+                                            for it, _c, _n in entries)
+                else:  # the same gathers, in the same (sorted-name) order, nothing to fold
+                    for it in sorted(plan, key=lambda i: i.name):
+                        g.gather(it)
             if sink is not None:
-                sink.write(header)
-            for name in order:
-                arr = g.gather(by_name[name])
+                sink.write(_st_header(entries, rr, crc_num))
+            for it, _code, _n in entries:  # pass 2: gathered again, written in write order
+                arr = g.gather(it)
                 if sink is not None and isinstance(arr, np.ndarray) and arr.nbytes:
                     sink.write(content_view(arr))
                 del arr  # one full parameter alive at a time
@@ -526,10 +517,30 @@ def _save_integrated(plan: list[_Item], local: Mapping[str, Any], comm: Comm, st
         if w is not None:
             w.__exit__(DistributedCheckpointError, None, None)  # discard: nothing published
         raise
+    published: BaseException | None = None
     if w is not None:
-        w.__exit__(None, None, None)  # publish
-        result.files.append(store.describe(key))
-        result.bytes_written = sink.bytes if sink is not None else 0
+        try:
+            w.__exit__(None, None, None)  # publish
+            result.files.append(store.describe(key))
+            result.bytes_written = sink.bytes if sink is not None else 0
+        except BaseException as e:  # noqa: BLE001 - e.g. the rename or fsync failed
+            published = e
+    # every rank learns whether every file is in place (a caller's retention runs only then)
+    reports = comm.exchange(None if published is None else
+                            f"{type(published).__name__}: {published}")
+    failures = {r: m for r, m in enumerate(reports) if m is not None}
+    if failures:
+        if published is not None and comm.world_size == 1:
+            raise published
+        who = "; ".join(f"rank {r}: {m}" for r, m in sorted(failures.items()))
+        err = DistributedCheckpointError(
+            f"Publishing the integrated checkpoint failed on {len(failures)} of "
+            f"{comm.world_size} rank(s) ({who}) after every rank had written its data; the "
+            "other writers' files are in place, the failing ranks' previous files (if any) "
+            "are as they were.", failures)
+        if published is not None:
+            raise err from published
+        raise err
     result.committed = True
     return result
 
