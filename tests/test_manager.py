@@ -117,3 +117,73 @@ def test_directory_errors(tmp_path):
         CheckpointManager(3)
     with pytest.raises(TypeError, match="epoch= and step="):
         CheckpointManager(str(tmp_path)).save(net())
+
+
+# ----------------------------------------------------------------- sliced checkpoints (world 1)
+
+
+def sliced_net(v=0.0):
+    return {"w": np.full((4, 6), v, np.float32), "n": np.array(3, np.int64)}
+
+
+SLICED = {"layouts": {"w": ([1], [0, -1])}, "integrated_save": False}
+
+
+def test_sliced_checkpoints_are_directories_retained_after_commit(tmp_path):
+    mgr = CheckpointManager(str(tmp_path), "m", retention=policies.RetentionPolicy(2, None),
+                            **SLICED)
+    keys = [mgr.save(sliced_net(i), epoch=1, step=i) for i in range(1, 4)]
+    assert keys[0] == os.path.join(str(tmp_path), "m-1_1")
+    assert names(tmp_path) == ["m-1_2", "m-1_3"]  # retention removed the oldest directory
+    assert names(tmp_path / "m-1_3") == ["mindckpt.commit", "mindckpt.index.json", "rank_0",
+                                         "strategy.ckpt"]
+    assert names(tmp_path / "m-1_3" / "rank_0") == ["m-1_3.ckpt"]
+    assert mgr.all() == keys[1:] and mgr.latest() == keys[-1]
+    got = ms.load_checkpoint(mgr.latest())
+    assert float(got["w"].asnumpy()[0, 0]) == 3.0
+
+
+def test_uncommitted_directory_is_neither_latest_nor_retained(tmp_path):
+    from mindckpt.train import latest_checkpoint
+
+    mgr = CheckpointManager(str(tmp_path), "m", retention=policies.RetentionPolicy(2, None),
+                            **SLICED)
+    old = mgr.save(sliced_net(1), epoch=1, step=1)
+    new = mgr.save(sliced_net(2), epoch=1, step=2)
+    os.remove(os.path.join(new, "mindckpt.commit"))  # as if another rank were still saving
+    assert mgr.all() == [old] and mgr.latest() == old
+    assert latest_checkpoint(str(tmp_path), "m") == old
+    # the next save's retention counts committed checkpoints only, and leaves the in-progress
+    # directory alone
+    third = mgr.save(sliced_net(3), epoch=1, step=3)
+    assert names(tmp_path) == ["m-1_1", "m-1_2", "m-1_3"]
+    assert mgr.all() == [old, third]
+    assert latest_checkpoint(str(tmp_path), "m") == third
+    assert not os.path.exists(os.path.join(new, "mindckpt.commit"))
+
+
+def test_sliced_failure_keeps_previous_checkpoint(tmp_path, monkeypatch):
+    from mindckpt.parallel import save as psave
+
+    mgr = CheckpointManager(str(tmp_path), "m", retention=policies.RetentionPolicy(1, None),
+                            **SLICED)
+    old = mgr.save(sliced_net(1), epoch=1, step=1)
+
+    def broken(*a, **kw):
+        raise OSError(28, "No space left on device (injected)")
+    monkeypatch.setattr(psave, "write_file", broken)
+    with pytest.raises(OSError, match="No space left"):
+        mgr.save(sliced_net(2), epoch=1, step=2)
+    assert mgr.all() == [old] and os.path.exists(os.path.join(old, "mindckpt.commit"))
+
+
+def test_sliced_async_retention_after_commit(tmp_path):
+    mgr = CheckpointManager(str(tmp_path), "m", retention=policies.RetentionPolicy(1, None),
+                            async_save=True, **SLICED)
+    first = mgr.save(sliced_net(1), epoch=1, step=1)
+    second = mgr.save(sliced_net(2), epoch=1, step=2)  # waits for the first, then retains
+    assert os.path.exists(os.path.join(first, "mindckpt.commit"))  # kept until `second` commits
+    mgr.wait()
+    assert mgr.all() == [second] and names(tmp_path) == ["m-1_2"]
+    assert float(ms.load_checkpoint(second)["w"].asnumpy()[0, 0]) == 2.0
+    mgr.close()

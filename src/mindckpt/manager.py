@@ -26,22 +26,47 @@ Guarantees
 ``directory`` is a local path or a URL (``s3://...``, ``memory://...``: resolved by
 :func:`mindckpt.storage.urls.resolve`, ``storage_options`` passed on); listing and removal go
 through that store.  The decisions themselves are the pure functions of :mod:`mindckpt.policies`.
+
+In a distributed run
+--------------------
+When a process group is initialised, the saved object holds DTensors, or ``layouts=`` is given,
+a save is a distributed one (:func:`mindckpt.parallel.save.save_distributed`, called by every
+rank with the same arguments) and its naming is rank-aware:
+
+* sliced (``integrated_save=False`` or ``remove_redundancy=True``): the checkpoint is the
+  directory ``{prefix}-{epoch}_{step}/`` (``rank_<r>/{prefix}-{epoch}_{step}.{fmt}``, the
+  strategy file, the index and, last, the commit marker); one directory shared by every rank;
+* integrated with ``writer_rank=k``: ``{prefix}-{epoch}_{step}.{fmt}``, written by rank ``k``;
+* integrated, every rank writing (MindSpore's default): in a directory every rank names alike,
+  rank ``r`` writes ``rank_<r>/{prefix}-{epoch}_{step}.{fmt}`` (MindSpore's convention); where
+  each rank names its own directory, the file goes there as it is.
+
+Retention is applied by one rank only, once every rank's part is in place (after the commit of
+a sliced save): rank 0 (the writer rank for ``writer_rank=k``; each rank for directories of its
+own).  It deletes only committed checkpoints (an uncommitted directory, another rank's save in
+progress or a failed one, is never touched) and never the new one; a sliced checkpoint loses its
+commit marker first, so a half-deleted directory never looks complete.  :meth:`latest` and
+:meth:`all` list committed directories only.  A failure on any rank raises on every rank
+(:class:`~mindckpt.errors.DistributedCheckpointError`, naming the rank) and deletes nothing.
+Sliced checkpoints are listed in local directories only.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from mindckpt import policies
 from mindckpt.async_writer import AsyncWriter
-from mindckpt.storage.base import FileInfo, Store
+from mindckpt.storage.base import COMMIT_MARKER, FileInfo, Store, is_committed
 from mindckpt.storage.local import LOCAL
 from mindckpt.storage.urls import is_url, resolve
 
-__all__ = ["CheckpointManager", "resolve_directory"]
+__all__ = ["CheckpointManager", "resolve_directory", "committed_directories", "rank_directory"]
 
 _logger = logging.getLogger("mindckpt")
 
@@ -58,6 +83,65 @@ def resolve_directory(directory: Any, storage_options: dict[str, Any] | None = N
             f"{type(directory).__name__}."
         )
     return LOCAL, os.path.realpath(directory)
+
+
+_FORMATS = ("ckpt", "safetensors")
+
+
+def committed_directories(store: Store, directory: str) -> list[tuple[FileInfo, str]]:
+    """The committed sliced checkpoints directly under ``directory``: ``(info, format)`` with
+    the directory's key, the commit marker's modification time and the format of its
+    ``rank_0/<name>.<fmt>`` file.  Directories without their commit marker (a save in progress
+    or a failed one) are left out.  Local directories only (other stores list no
+    directories): elsewhere the list is empty."""
+    if store is not LOCAL:
+        return []
+    try:
+        entries = list(os.scandir(directory))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    out = []
+    for e in entries:
+        try:
+            if not e.is_dir():
+                continue
+            marker = os.stat(os.path.join(e.path, COMMIT_MARKER))
+        except OSError:
+            continue  # no commit marker: not a (complete) checkpoint
+        for fmt in _FORMATS:
+            if os.path.isfile(os.path.join(e.path, "rank_0", f"{e.name}.{fmt}")):
+                out.append((FileInfo(e.path, 0, marker.st_mtime), fmt))
+                break
+    return out
+
+
+def rank_directory(store: Store, directory: str, rank: int) -> str:
+    """``directory/rank_<rank>``, where every rank's own integrated file of a distributed run
+    in a shared directory goes."""
+    return store.join(directory, f"rank_{rank}")
+
+
+def _remove(store: Store, info: FileInfo) -> None:
+    """Delete a checkpoint file, or a sliced checkpoint directory (its commit marker first)."""
+    if store is LOCAL and os.path.isdir(info.key):
+        os.remove(os.path.join(info.key, COMMIT_MARKER))
+        shutil.rmtree(info.key)
+        return
+    store.remove(info.key)
+
+
+@dataclass
+class _Pending:
+    """Retention waiting for a save to be complete."""
+
+    directory: str
+    prefixes: list[str]
+    key: str  # the new checkpoint (file or sliced directory)
+    save_time: float
+    previous: float
+    layout: str = "file"  # "file" | "sliced" | "ranks" (rank_<r>/ files of a shared directory)
+    deletes: bool = True  # whether this rank applies retention
+    world_size: int = 1
 
 
 def _plan_and_run(
@@ -121,8 +205,8 @@ class CheckpointManager:
         self.storage_options = storage_options
         self.save_options = save_options
         self.writer = writer if writer is not None else AsyncWriter()
-        # retention waiting for the async save: (directory, prefixes, key, save time, previous)
-        self._pending: tuple[str, list[str], str, float, float] | None = None
+        # retention waiting for the (async) save to be complete
+        self._pending: _Pending | None = None
         self._closed = False
 
     # ------------------------------------------------------------------ naming and listing
@@ -146,15 +230,31 @@ class CheckpointManager:
             listing = self.listing()
         return policies.managed(listing, self.prefixes, self.format)
 
+    def _sliced(self, directory: str | None = None) -> list[FileInfo]:
+        """The committed sliced checkpoints of this manager's prefixes and format."""
+        return [info for info, fmt in committed_directories(self.store,
+                                                            directory or self.directory)
+                if fmt == self.format and any(policies.is_managed(f"{info.name}.{fmt}", p, fmt)
+                                              for p in self.prefixes)]
+
     def all(self) -> list[str]:
-        """Keys of the complete checkpoints this manager manages, oldest first."""
-        return [f.key for f in sorted(self._managed(), key=self._age)]
+        """Keys of the complete checkpoints this manager manages, oldest first: its files,
+        its committed sliced checkpoint directories and, in a distributed run's shared
+        directory, this rank's ``rank_<r>/`` files (uncommitted directories are left out)."""
+        from mindckpt.parallel._dist import rank_of
+
+        found = self._managed() + self._sliced()
+        found += self._managed(self.store.list(rank_directory(self.store, self.directory,
+                                                              rank_of())))
+        return [f.key for f in sorted(found, key=self._age)]
 
     def _age(self, info: FileInfo) -> tuple[float, int, int, int, str]:
         """Oldest first: by mtime, then (object stores keep whole seconds) by run, epoch and
         step parsed from the name, then by name."""
+        name = info.name if info.name.endswith(f".{self.format}") else \
+            f"{info.name}.{self.format}"  # a sliced checkpoint directory
         for prefix in self.prefixes:
-            parsed = policies.parse_name(info.name, prefix)
+            parsed = policies.parse_name(name, prefix)
             if parsed is not None:
                 return (info.mtime, parsed.run, parsed.epoch, parsed.step, info.name)
         return (info.mtime, 0, 0, 0, info.name)
@@ -203,6 +303,9 @@ class CheckpointManager:
         self.wait()
         save_time = policies.now()
         previous = self.retention.note_save(save_time) if self.retention else save_time
+        if _distributed(save_obj, opts):
+            return self._save_distributed(save_obj, name, opts, append_dict, retain,
+                                          save_time, previous)
         integrated = opts.pop("integrated_save", True)
         async_save = opts.pop("async_save", False)
         enc_key = opts.pop("enc_key", None)
@@ -213,10 +316,70 @@ class CheckpointManager:
             (integrated, async_save, append_dict, enc_key, enc_mode), opts,
         )
         if retain:
-            self._pending = (self.directory, self.prefixes, key, save_time, previous)
+            self._pending = _Pending(self.directory, self.prefixes, key, save_time, previous)
             if not async_save:
                 self._apply_retention()
         return key
+
+    def _save_distributed(self, save_obj: Any, name: str, opts: dict[str, Any],
+                          append_dict: dict[str, Any] | None, retain: bool, save_time: float,
+                          previous: float) -> str:
+        """:meth:`save` in a distributed run (module doc): every rank calls it alike."""
+        from mindckpt.parallel import save as psave
+        from mindckpt.parallel._dist import rank_of
+
+        group = opts.pop("group", None)
+        fmt = opts.pop("format")
+        remove_redundancy = bool(opts.pop("remove_redundancy", False))
+        integrated = bool(opts.pop("integrated_save", True)) and not remove_redundancy
+        writer_rank = opts.pop("writer_rank", None)
+        async_save = opts.pop("async_save", False)
+        if opts.pop("incremental", False):
+            raise ValueError("CheckpointManager: incremental (map_param_inc) saves are not "
+                             "available in a distributed run; set it to False.")
+        kwargs = {k: opts.pop(k) for k in ("layouts", "choice_func", "crc_check", "enc_key",
+                                           "enc_mode", "storage_options", "durable")
+                  if k in opts}
+        if opts:
+            raise TypeError(f"CheckpointManager: {sorted(opts)} cannot be used in a "
+                            "distributed run.")
+        rank = rank_of(group)
+        here = self.store.describe(self.directory)
+        directories = psave.exchange_objects(here, group)
+        world = len(directories)
+        shared = all(d == here for d in directories)
+        key = self.key(name)
+        layout, deletes, result = "file", True, key
+        if not integrated:
+            if self.store is not LOCAL:
+                raise NotImplementedError(
+                    f"CheckpointManager({here}): sliced distributed checkpoints "
+                    "(integrated_save=False or remove_redundancy=True) are managed in local "
+                    "directories only (listing and retention need the directory tree); save "
+                    "them with save_checkpoint(..., integrated_save=False) to a URL instead.")
+            layout, deletes = "sliced", rank == 0
+            result = key[: -len(fmt) - 1] if key.endswith(f".{fmt}") else key
+        elif writer_rank is not None:
+            deletes = rank == int(writer_rank)
+        elif shared and world > 1:
+            layout, deletes = "ranks", rank == 0
+            key = result = self.store.join(rank_directory(self.store, self.directory, rank),
+                                           name)
+        target = key if self.store is LOCAL else self.store.describe(key)
+        psave.save_distributed(
+            save_obj, target, integrated_save=integrated, remove_redundancy=remove_redundancy,
+            writer_rank=writer_rank, async_save=async_save, format=fmt,
+            append_dict=append_dict, group=group, writer=self.writer, **kwargs)
+        if retain:
+            pending_key = result
+            if layout == "ranks":  # rank 0 decides from its own files
+                pending_key = self.store.join(rank_directory(self.store, self.directory, 0),
+                                              name)
+            self._pending = _Pending(self.directory, self.prefixes, pending_key, save_time,
+                                     previous, layout, deletes, world)
+            if not async_save:
+                self._apply_retention()
+        return result
 
     def wait(self) -> None:
         """Finish the in-flight save (raising its error once); then run its retention.
@@ -264,23 +427,52 @@ class CheckpointManager:
         pending, self._pending = self._pending, None
         if pending is None:
             return []
-        directory, prefixes, key, save_time, previous = pending
-        listing = self.store.list(directory)
-        if not any(f.key == key for f in listing):  # the save did not complete
+        if not pending.deletes:  # another rank applies it (distributed run)
+            self.retire_files = []
             return []
+        store, key = self.store, pending.key
+        if pending.layout == "sliced":
+            if not is_committed(store, key):  # the save did not complete
+                return []
+            files = self._sliced(pending.directory)
+            listing: list[FileInfo] = files
+        else:
+            where = store.parent(key)
+            listing = store.list(where)
+            if not any(f.key == key for f in listing):  # the save did not complete
+                return []
+            files = policies.managed(listing, pending.prefixes, self.format)
         doomed: list[FileInfo] = []
         if self.retention is not None:
-            files = policies.managed(listing, prefixes, self.format)
-            doomed = self.retention.select(files, key, save_time, previous)
+            doomed = self.retention.select(files, key, pending.save_time, pending.previous)
         if self.retire_files:
             extra = set(self.retire_files) - {key}
             self.retire_files = []
-            doomed += [f for f in listing if f.key in extra]
+            doomed += [f for f in store.list(pending.directory) if f.key in extra]
+        if pending.layout == "ranks":  # the same checkpoint in every rank's directory
+            doomed = [FileInfo(store.join(rank_directory(store, pending.directory, r), f.name),
+                               f.size, f.mtime)
+                      for f in doomed for r in range(pending.world_size)]
         deleted: list[str] = []
         for f in doomed:
             try:
-                self.store.remove(f.key)
+                _remove(store, f)
                 deleted.append(f.key)
             except OSError as exc:
-                _logger.warning("Failed to remove the checkpoint file %s: %s", f.key, exc)
+                if pending.layout == "ranks" and not store.exists(f.key):
+                    continue  # that rank's copy was never there
+                _logger.warning("Failed to remove the checkpoint %s: %s", f.key, exc)
         return deleted
+
+
+def _distributed(save_obj: Any, opts: dict[str, Any]) -> bool:
+    """Whether a save is a distributed one (module doc); imports no torch.distributed."""
+    if opts.get("layouts") is not None or opts.get("group") is not None:
+        return True
+    from mindckpt.parallel._dist import active
+
+    if active():
+        return True
+    from mindckpt.parallel.save import has_dtensors
+
+    return has_dtensors(save_obj)

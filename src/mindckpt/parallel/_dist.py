@@ -42,6 +42,7 @@ __all__ = [
     "active",
     "checkpoint_comm",
     "rank_of",
+    "world_size_of",
 ]
 
 
@@ -177,6 +178,15 @@ def rank_of(group: Any = None) -> int:
     import torch.distributed as dist
 
     return int(dist.get_rank(group))
+
+
+def world_size_of(group: Any = None) -> int:
+    """The size of ``group`` (1 outside a process group); not collective."""
+    if group is None and not active():
+        return 1
+    import torch.distributed as dist
+
+    return int(dist.get_world_size(group))
 
 
 def checkpoint_comm(group: Any = None) -> Comm:

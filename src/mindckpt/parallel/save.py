@@ -47,6 +47,7 @@ import math
 import os
 import re
 import tempfile
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -55,7 +56,7 @@ import numpy as np
 
 from .. import tensor as T
 from ..adapters.torch import is_torch_module
-from ..async_writer import default_writer
+from ..async_writer import AsyncWriter, default_writer
 from ..collect import collect, validate_append_dict
 from ..formats import ckpt as _ckpt
 from ..formats import safetensors as _st
@@ -77,10 +78,23 @@ __all__ = [
     "checkpoint_directory",
     "assign_owners",
     "has_dtensors",
+    "exchange_objects",
 ]
 
 STRATEGY_NAME = "strategy.ckpt"
 _RANK_DIR = re.compile(r"^rank_(\d+)$")
+
+#: The checkpoint group runs one save at a time: held by a foreground save, or handed to an
+#: async save's thread (which releases it when it ends), so that a later save's collectives
+#: (whichever writer it goes through) never interleave with the ones in flight.
+_group_lock = threading.Lock()
+
+
+def exchange_objects(obj: Any, group: Any = None) -> list[Any]:
+    """Every rank's JSON-able ``obj``, in rank order, over the checkpoint group (``[obj]``
+    outside a process group); collective, and it waits for an async save in flight first."""
+    with _group_lock:
+        return checkpoint_comm(group).exchange(obj)
 
 
 @dataclass
@@ -655,6 +669,7 @@ def save_distributed(
     group: Any = None,
     storage_options: dict[str, Any] | None = None,
     durable: bool | None = None,
+    writer: AsyncWriter | None = None,
 ) -> DistSaveResult | None:
     """Save a module or state_dict of DTensors (or local tensors with ``layouts``) from every
     rank of the process group; see the module doc for the modes, files and commit.
@@ -662,7 +677,12 @@ def save_distributed(
     ``writer_rank`` (integrated only): ``None`` every rank writes its own ``ckpt_file_name``
     (MindSpore); an int: only that rank writes.  Returns this rank's
     :class:`DistSaveResult`, or None for an async save (its errors come at the next save or
-    at :func:`mindckpt.async_writer.wait`).  Outside a process group it runs as world size 1.
+    at :func:`mindckpt.async_writer.wait`).  ``writer``: the
+    :class:`~mindckpt.async_writer.AsyncWriter` of an async save (default: the process's
+    :func:`~mindckpt.async_writer.default_writer`; a ``CheckpointManager`` passes its own); its
+    previous save is finished (and its error raised) before this one starts, and a save in
+    flight on any writer finishes before this one uses the group.  Outside a process group it
+    runs as world size 1.
     """
     if format not in FORMATS:
         raise ValueError("For 'save_checkpoint', the format must be 'safetensors' or 'ckpt', "
@@ -689,7 +709,30 @@ def save_distributed(
     if enc_key is not None and crc_check:
         raise ValueError("For 'save_checkpoint', 'crc_check=True' cannot be used together with "
                          "'enc_key'; AES-GCM already authenticates the data.")
-    default_writer().wait()  # a previous async save owns the checkpoint group until it ends
+    writer = writer if writer is not None else default_writer()
+    writer.wait()  # its previous save's error is raised here, before this save starts
+    _group_lock.acquire()  # an async save in flight (any writer) owns the group until it ends
+    handed = False
+    try:
+        result = _save_locked(
+            save_obj, ckpt_file_name, integrated_save, remove_redundancy, writer_rank,
+            bool(async_save), format, layouts, append_dict, choice_func, crc_check, enc_key,
+            enc_mode, group, storage_options, durable, writer)
+        handed = result is None  # the async save's thread releases the lock
+        return result
+    finally:
+        if not handed:
+            _group_lock.release()
+
+
+def _save_locked(save_obj: Any, ckpt_file_name: Any, integrated_save: bool,
+                 remove_redundancy: bool, writer_rank: int | None, async_save: bool,
+                 format: str, layouts: Mapping[str, Any] | None,  # noqa: A002
+                 append_dict: dict[str, Any] | None, choice_func: Callable[[str], Any] | None,
+                 crc_check: bool, enc_key: bytes | None, enc_mode: str, group: Any,
+                 storage_options: dict[str, Any] | None, durable: bool | None,
+                 writer: AsyncWriter) -> DistSaveResult | None:
+    """:func:`save_distributed` once it holds the checkpoint group."""
     comm = checkpoint_comm(group)
     rank = comm.rank
     if writer_rank is not None and not 0 <= int(writer_rank) < comm.world_size:
@@ -751,7 +794,12 @@ def save_distributed(
         return _save_sliced(plan, staged, comm, store, dkey, rel, opt)
 
     if async_save:
-        label = str(ckpt_file_name)
-        default_writer().submit(records, run, target=label, mode="thread")
+        def run_then_release(staged: list[Record]) -> DistSaveResult:
+            try:
+                return run(staged)
+            finally:
+                _group_lock.release()
+
+        writer.submit(records, run_then_release, target=str(ckpt_file_name), mode="thread")
         return None
     return run(records)

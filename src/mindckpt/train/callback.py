@@ -32,7 +32,12 @@ from mindckpt import policies
 from mindckpt.async_writer import AsyncWriter
 from mindckpt.collect import collect
 from mindckpt.errors import AsyncSaveError
-from mindckpt.manager import CheckpointManager, resolve_directory
+from mindckpt.manager import (
+    CheckpointManager,
+    committed_directories,
+    rank_directory,
+    resolve_directory,
+)
 from mindckpt.storage.urls import is_url
 from mindckpt.train.config import CheckpointConfig
 from mindckpt.train.state import TrainState
@@ -46,8 +51,22 @@ SAVE_DIR = ""
 
 
 def _listdir(directory: str) -> list[str]:
+    """The checkpoint names in ``directory`` (MindSpore's ``prefix_N`` rule counts them): its
+    files, its committed sliced checkpoint directories (as ``<name>.<fmt>``) and this rank's
+    ``rank_<r>/`` files of a distributed run."""
+    from mindckpt.parallel._dist import rank_of
+
     store, key = resolve_directory(directory)
-    return [f.name for f in store.list(key)]
+    names = [f.name for f in store.list(key)]
+    names += [f"{info.name}.{fmt}" for info, fmt in committed_directories(store, key)]
+    names += [f.name for f in store.list(rank_directory(store, key, rank_of()))]
+    return names
+
+
+def _world_size() -> int:
+    from mindckpt.parallel._dist import world_size_of
+
+    return world_size_of()
 
 
 class InternalCallbackParam(dict):
@@ -285,8 +304,9 @@ class ModelCheckpoint(Callback):
     def _prepare_async(self, run_context) -> None:
         """Size and fault in the async snapshot buffer now, so the first save stalls no more
         than later ones (thread mode; the process mode's snapshot is the fork)."""
-        if self._config.async_save not in (True, "thread"):
-            return
+        if self._config.async_save not in (True, "thread") or _world_size() > 1:
+            return  # a distributed save snapshots local slices: the full network's size is
+            # not what it needs
         try:
             network = self._network(run_context.original_args())
         except (KeyError, AttributeError):  # no network known before the first step
@@ -410,7 +430,7 @@ class ModelCheckpoint(Callback):
             return
         if not self._trigger.should_save(cur_step, force_to_save):
             return
-        if self._config.remove_redundancy:
+        if self._config.remove_redundancy and _world_size() == 1:
             raise TypeError(
                 "The deduplication feature for saving checkpoint can only be used in parallel "
                 "scenarios, but got 'stand_alone'."
@@ -447,6 +467,8 @@ class ModelCheckpoint(Callback):
             format=fmt,
             incremental=self._config.map_param_inc,
             remove_redundancy=self._config.remove_redundancy,
+            **({"writer_rank": self._config.writer_rank}
+               if self._config.writer_rank is not None else {}),
         )
         self._latest_ckpt_file_name = mgr.store.describe(cur_file)
         self._saved_in_run = True

@@ -48,6 +48,10 @@ class CheckpointConfig:
     If both ``save_checkpoint_steps`` and ``save_checkpoint_seconds`` are set, the seconds are
     ignored; if both ``keep_checkpoint_max`` and ``keep_checkpoint_per_n_minutes`` are set, the
     minutes are ignored.
+
+    mindckpt keyword: ``writer_rank=k`` makes rank ``k`` the only writer of the integrated
+    checkpoints of a distributed run (default None: every rank writes its own, as MindSpore;
+    see :mod:`mindckpt.manager`).
     """
 
     def __init__(
@@ -121,6 +125,14 @@ class CheckpointConfig:
         self._map_param_inc = kwargs.get("incremental", False)
         self.enable_redundance = kwargs.get("enable_redundance", False)
         self.remove_redundancy = check_isinstance("remove_redundancy", remove_redundancy, bool)
+        writer_rank = kwargs.get("writer_rank")
+        if writer_rank is not None and (isinstance(writer_rank, bool) or
+                                        not isinstance(writer_rank, int) or writer_rank < 0):
+            raise TypeError("For 'CheckpointConfig', 'writer_rank' must be None (every rank "
+                            "writes its own integrated file, MindSpore's behaviour) or the "
+                            f"non-negative rank that alone writes it, but got {writer_rank!r}.")
+        #: mindckpt: in a distributed run, the only rank that writes integrated checkpoints
+        self.writer_rank: int | None = writer_rank
 
         if format == "safetensors" and (
             enc_key is not None

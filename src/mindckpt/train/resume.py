@@ -7,7 +7,7 @@ from typing import Any
 
 from mindckpt import policies
 from mindckpt.errors import CheckpointError, DecryptionError
-from mindckpt.manager import resolve_directory
+from mindckpt.manager import committed_directories, rank_directory, resolve_directory
 
 __all__ = ["latest_checkpoint", "CheckpointPath"]
 
@@ -79,14 +79,32 @@ def latest_checkpoint(
     Newest means the latest modification time (then the later position).  With ``verify`` a
     candidate must scan as a whole checkpoint (headers only); a damaged one is skipped with a
     warning, and the next older one is returned.
+
+    A distributed run's checkpoints count too (see :mod:`mindckpt.manager`): committed sliced
+    checkpoint directories ``prefix-E_S/`` (their commit time is their mtime; a directory
+    without its commit marker is skipped) and the files of this rank's ``rank_<r>/``
+    directory, or of ``rank_0/`` when this rank has none (a run resumed on more ranks than it
+    saved from: every rank's integrated file holds the whole model).
     """
+    from mindckpt.parallel._dist import rank_of
+
     store, key = resolve_directory(directory, storage_options)
     items = policies.newest(store.list(key), prefix)
+    own = store.list(rank_directory(store, key, rank_of()))
+    items += policies.newest(own or store.list(rank_directory(store, key, 0)), prefix)
+    committed = committed_directories(store, key)
+    sliced = {info.key for info, _fmt in committed}
+    for info, fmt in committed:
+        parsed = policies.parse_name(f"{info.name}.{fmt}", prefix)
+        if parsed is not None:
+            items.append((info, parsed))
+    items.sort(key=lambda fp: (fp[0].mtime, fp[1].epoch, fp[1].step, fp[1].breakpoint,
+                               fp[0].name))
     for info, name in reversed(items):
         if name.breakpoint and not breakpoints:
             continue
         path = info.key if store.describe(info.key) == info.key else store.describe(info.key)
-        if verify and not _complete(path, storage_options):
+        if verify and info.key not in sliced and not _complete(path, storage_options):
             continue
         return CheckpointPath(path, name, info.mtime)
     return None
