@@ -187,3 +187,11 @@ def test_sliced_async_retention_after_commit(tmp_path):
     assert mgr.all() == [second] and names(tmp_path) == ["m-1_2"]
     assert float(ms.load_checkpoint(second)["w"].asnumpy()[0, 0]) == 2.0
     mgr.close()
+
+
+def test_sliced_keep_per_n_minutes_uses_commit_times(tmp_path):
+    mgr = CheckpointManager(str(tmp_path), "m", retention=policies.RetentionPolicy(None, 1),
+                            **SLICED)
+    keys = [mgr.save(sliced_net(i), epoch=1, step=i) for i in range(1, 4)]
+    # within one minute: the oldest of the window and the new one stay
+    assert mgr.all() == [keys[0], keys[2]] and names(tmp_path) == ["m-1_1", "m-1_3"]

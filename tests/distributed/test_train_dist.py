@@ -99,11 +99,12 @@ def _check(values, kind, plus=0):
             np.testing.assert_array_equal(values[name], np_of(t), name)
 
 
-def test_sliced_retention_on_rank0_after_commit_then_resume_on_two_ranks(tmp_path):
+@pytest.mark.parametrize("config", [{"integrated_save": False, "format": "safetensors"},
+                                    {"remove_redundancy": True}])
+def test_sliced_retention_on_rank0_after_commit_then_resume_on_two_ranks(tmp_path, config):
     d = str(tmp_path / "ckpt")
-    out = run_ranks(_train, 4, tmp_path, d, "2d",
-                    {"keep_checkpoint_max": 2, "integrated_save": False,
-                     "format": "safetensors"}, 4)
+    fmt = config.get("format", "ckpt")
+    out = run_ranks(_train, 4, tmp_path, d, "2d", {"keep_checkpoint_max": 2, **config}, 4)
     # one rank deletes, and only once the new checkpoint is committed (3 complete, keep 2)
     assert out[0]["deletions"] == [("net-1_1", 3), ("net-1_2", 3)]
     assert all(o["deletions"] == [] for o in out[1:])
@@ -111,7 +112,7 @@ def test_sliced_retention_on_rank0_after_commit_then_resume_on_two_ranks(tmp_pat
     assert _names(os.path.join(d, "net-1_4")) == [
         "mindckpt.commit", "mindckpt.index.json", "rank_0", "rank_1", "rank_2", "rank_3",
         "strategy.ckpt"]
-    assert _names(os.path.join(d, "net-1_4", "rank_2")) == ["net-1_4.safetensors"]
+    assert _names(os.path.join(d, "net-1_4", "rank_2")) == [f"net-1_4.{fmt}"]
     # (the other ranks do not wait for rank 0's retention: their listing may still show it)
     assert out[0]["all"] == [os.path.join(d, "net-1_3"), os.path.join(d, "net-1_4")]
     for o in out:
@@ -192,3 +193,21 @@ def test_async_saves_snapshot_each_step_and_retain_after_commit(tmp_path):
     for step in (2, 3):  # each checkpoint holds the values of its step, not later ones
         got = mindckpt.load_checkpoint(os.path.join(d, f"net-1_{step}"))
         _check({k: v.asnumpy() for k, v in got.items() if k != "step"}, "2d", plus=step - 1)
+
+
+def _exception_save(rank, world, d):
+    from mindckpt.train import CheckpointConfig, ModelCheckpoint
+    from mindckpt.train.callback import InternalCallbackParam, RunContext
+
+    cb = ModelCheckpoint("net", d, CheckpointConfig(exception_save=True))
+    try:
+        cb.on_train_begin(RunContext(InternalCallbackParam(train_network={}, batch_num=1)))
+    except NotImplementedError as e:
+        return str(e)
+    return None
+
+
+def test_exception_save_is_refused_in_a_distributed_run(tmp_path):
+    out = run_ranks(_exception_save, 2, tmp_path, str(tmp_path / "c"))
+    assert all(o and "exception_save=True) is not available in a distributed run" in o
+               for o in out)

@@ -261,3 +261,24 @@ def test_resume_plain_network_from_step_num(tmp_path):
             seen.append((epoch, step))
     assert seen == [(2, 3), (2, 4), (2, 5)]
     assert int(ms.load_checkpoint(str(tmp_path / "p-2_5.ckpt"))["step_num"].asnumpy()) == 10
+
+
+def test_latest_checkpoint_per_rank_files_never_stale(tmp_path, monkeypatch):
+    """A distributed run's rank_<r>/ files: this rank's copy of the newest checkpoint, else rank
+    0's; a stale file of an earlier, larger run never hides the checkpoint rank 0 resumes
+    from."""
+    import mindckpt.parallel._dist as D
+
+    def put(rel, t):
+        (tmp_path / rel).parent.mkdir(exist_ok=True)
+        ms.save_checkpoint({"w": np.ones(2, np.float32)}, str(tmp_path / rel))
+        os.utime(tmp_path / rel, (t, t))
+    put("rank_0/net-1_1.ckpt", 1_000)
+    put("rank_2/net-1_1.ckpt", 1_000)  # rank 2 existed in the first run only
+    put("rank_0/net-1_3.ckpt", 3_000)
+    monkeypatch.setattr(D, "rank_of", lambda group=None: 2)
+    assert latest_checkpoint(str(tmp_path), "net") == str(tmp_path / "rank_0" / "net-1_3.ckpt")
+    put("rank_2/net-1_3.ckpt", 3_001)
+    assert latest_checkpoint(str(tmp_path), "net") == str(tmp_path / "rank_2" / "net-1_3.ckpt")
+    monkeypatch.setattr(D, "rank_of", lambda group=None: 0)
+    assert latest_checkpoint(str(tmp_path), "net") == str(tmp_path / "rank_0" / "net-1_3.ckpt")

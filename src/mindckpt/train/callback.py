@@ -281,6 +281,12 @@ class ModelCheckpoint(Callback):
 
     def begin(self, run_context):
         """Reset per-run state: a reused callback (or config) behaves like a fresh one."""
+        if self._config.exception_save and _world_size() > 1:
+            raise NotImplementedError(
+                "ModelCheckpoint: CheckpointConfig(exception_save=True) is not available in a "
+                "distributed run: a distributed save is collective, and a rank failing alone "
+                "cannot run it (the other ranks would wait for it until the group's timeout). "
+                "Set exception_save=False; the regular saves are committed on every rank.")
         self._runs += 1
         if self._runs > 1:
             self._trigger.reset()

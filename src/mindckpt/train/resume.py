@@ -82,16 +82,23 @@ def latest_checkpoint(
 
     A distributed run's checkpoints count too (see :mod:`mindckpt.manager`): committed sliced
     checkpoint directories ``prefix-E_S/`` (their commit time is their mtime; a directory
-    without its commit marker is skipped) and the files of this rank's ``rank_<r>/``
-    directory, or of ``rank_0/`` when this rank has none (a run resumed on more ranks than it
-    saved from: every rank's integrated file holds the whole model).
+    without its commit marker is skipped) and the integrated files of ``rank_<r>/``
+    directories: this rank's own copy of each, else rank 0's (a run resumed on more ranks than
+    it saved from: every rank's integrated file holds the whole model).
     """
     from mindckpt.parallel._dist import rank_of
 
     store, key = resolve_directory(directory, storage_options)
     items = policies.newest(store.list(key), prefix)
-    own = store.list(rank_directory(store, key, rank_of()))
-    items += policies.newest(own or store.list(rank_directory(store, key, 0)), prefix)
+    # rank_<r>/ files: this rank's own copy of each checkpoint, else rank 0's (a stale file
+    # of an earlier, larger run never hides a newer checkpoint the other ranks resume from)
+    per_rank = {info.name: (info, name) for info, name in
+                policies.newest(store.list(rank_directory(store, key, 0)), prefix)}
+    rank = rank_of()
+    if rank != 0:
+        per_rank.update((info.name, (info, name)) for info, name in
+                        policies.newest(store.list(rank_directory(store, key, rank)), prefix))
+    items += per_rank.values()
     committed = committed_directories(store, key)
     sliced = {info.key for info, _fmt in committed}
     for info, fmt in committed:
