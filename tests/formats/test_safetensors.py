@@ -98,8 +98,9 @@ def test_str_values_refused_with_a_clear_error(tmp_cwd):
         ms.save_checkpoint({"s": "x"}, "s", format="safetensors")
 
 
-def _header_file(header: dict, data: bytes) -> bytes:
-    blob = json.dumps(header).encode()
+def _header_file(header: dict, data: bytes, compact: bool = False) -> bytes:
+    # compact: the canonical layout (the pattern path); spaced: the json.loads path
+    blob = json.dumps(header, separators=(",", ":") if compact else None).encode()
     return len(blob).to_bytes(8, "little") + blob + data
 
 
@@ -109,13 +110,6 @@ def _header_file(header: dict, data: bytes) -> bytes:
         (b"\x01\x02", "fewer than the 8-byte"),
         ((10**12).to_bytes(8, "little") + b"{}", "exceeds"),
         (b"\x04\x00\x00\x00\x00\x00\x00\x00{xx}", "not valid JSON"),
-        (_header_file({"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}, b"\0" * 8), "outside the data"),
-        (_header_file({"w": {"dtype": "F32", "shape": [3], "data_offsets": [0, 16]}}, b"\0" * 16), "needs 12"),
-        (_header_file({"w": {"dtype": "F8_E4M3", "shape": [2], "data_offsets": [0, 2]}}, b"\0" * 2), "unsupported dtype"),
-        (_header_file({"w": {"dtype": "U8", "shape": [2], "data_offsets": [0, 2]}}, b"\0" * 3), "follow the last tensor"),
-        (_header_file({"a": {"dtype": "U8", "shape": [2], "data_offsets": [0, 2]},
-                       "b": {"dtype": "U8", "shape": [2], "data_offsets": [1, 3]}}, b"\0" * 3), "overlapping"),
-        (_header_file({"w": {"dtype": "U8", "shape": [-1], "data_offsets": [0, 0]}}, b""), "invalid shape"),
     ],
 )
 def test_malformed_safetensors(tmp_cwd, raw, match):
@@ -123,3 +117,91 @@ def test_malformed_safetensors(tmp_cwd, raw, match):
     with pytest.raises(FormatError, match=match) as ei:
         ms.load_checkpoint("m.safetensors", format="safetensors")
     assert "m.safetensors" in str(ei.value)
+
+
+def _u8(shape, offsets):
+    return {"w": {"dtype": "U8", "shape": shape, "data_offsets": offsets}}
+
+
+@pytest.mark.parametrize(
+    "header, data, match",
+    [
+        ({"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}, b"\0" * 8, "outside the data"),
+        ({"w": {"dtype": "F32", "shape": [3], "data_offsets": [0, 16]}}, b"\0" * 16, "needs 12"),
+        ({"w": {"dtype": "F8_E4M3", "shape": [2], "data_offsets": [0, 2]}}, b"\0" * 2, "unsupported dtype"),
+        (_u8([2], [0, 2]), b"\0" * 3, "follow the last tensor"),
+        ({"a": {"dtype": "U8", "shape": [2], "data_offsets": [0, 2]},
+          "b": {"dtype": "U8", "shape": [2], "data_offsets": [1, 3]}}, b"\0" * 3, "overlapping"),
+        (_u8([-1], [0, 0]), b"", "invalid shape"),
+        (_u8([True], [0, 1]), b"\0", "invalid shape"),
+        (_u8([1.0], [0, 1]), b"\0", "invalid shape"),
+        (_u8([1] * 65, [0, 1]), b"\0", "invalid shape"),
+        (_u8([2**62 + 1], [0, 1]), b"\0", "invalid shape"),
+        (_u8([1], [0, 1.0]), b"\0", "outside the data"),
+    ],
+)
+@pytest.mark.parametrize("compact", [False, True], ids=["json-path", "canonical-path"])
+def test_malformed_safetensors_headers(tmp_cwd, header, data, match, compact):
+    # compact JSON is what writers produce (the pattern path); spaced JSON takes json.loads
+    open("m.safetensors", "wb").write(_header_file(header, data, compact))
+    with pytest.raises(FormatError, match=match) as ei:
+        ms.load_checkpoint("m.safetensors", format="safetensors")
+    assert "m.safetensors" in str(ei.value)
+
+
+# --------------------------------------------------------------------------- the header parser
+def test_canonical_parser_agrees_with_json():
+    """The pattern path (headers as the writers lay them out) gives exactly what json.loads
+    gives, and anything it does not recognise goes to json.loads (None)."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as hs
+
+    from mindckpt.formats import safetensors as fst
+
+    names = hs.text(hs.characters(blacklist_categories=("Cs",)), max_size=12)
+    entry = hs.fixed_dictionaries({
+        "dtype": hs.sampled_from(["F32", "BF16", "U8", "I64", "BOOL", "X9"]),
+        "shape": hs.lists(hs.integers(0, 2**63), max_size=66),
+        "data_offsets": hs.lists(hs.integers(0, 10**20), min_size=2, max_size=2),
+    })
+    meta = hs.none() | hs.dictionaries(hs.text(max_size=5), hs.text(max_size=5), max_size=3)
+
+    @settings(max_examples=300, deadline=None)
+    @given(hs.dictionaries(names, entry, max_size=6), meta, hs.booleans(), hs.booleans())
+    def check(header, metadata, meta_first, spaced):
+        doc = dict(header)
+        if metadata is not None:
+            doc = {"__metadata__": metadata, **doc} if meta_first else {**doc, "__metadata__": metadata}
+        text = json.dumps(doc, ensure_ascii=False,
+                          separators=(", ", ": ") if spaced else (",", ":")) + " " * 3
+        fast = fst._parse_canonical(text)
+        if fast is None:
+            return
+        entries, got_meta = fast
+        want, want_meta = fst._parse_json(text, "x")
+        assert got_meta == want_meta
+        assert list(entries) == list(want)
+        for k, (code, shape_text, start, end) in entries.items():
+            w = want[k]
+            assert (code, start, end) == (w[0], w[2], w[3])
+            assert ([int(d) for d in shape_text.split(",")] if shape_text else []) == w[1]
+
+    check()
+    # what the writers write always takes the pattern path
+    head, _ = fst.encode_header([("a", "F32", (2, 3), 24), ("b\u00e9", "U8", (), 1)],
+                                {"format": "ms"})
+    assert fst._parse_canonical(head[8:].decode()) is not None
+
+
+def test_canonical_parser_declines_escapes_and_other_layouts():
+    from mindckpt.formats import safetensors as fst
+
+    e = '{"dtype":"F32","shape":[1],"data_offsets":[0,4]}'
+    assert fst._parse_canonical('{"a":' + e + "}") is not None
+    for text in ['{"a\\"b":' + e + "}",  # an escape in the name
+                 '{"a": ' + e + "}",  # other spacing
+                 '{"a":{"shape":[1],"dtype":"F32","data_offsets":[0,4]}}',  # field order
+                 '{"a":' + e + "} x",  # trailing garbage
+                 '{"a":' + e + ',"__metadata__":{},"__metadata__":{}}',  # metadata twice
+                 '{"a":{"dtype":"F32","shape":[01],"data_offsets":[0,4]}}']:  # not JSON
+        assert fst._parse_canonical(text) is None, text

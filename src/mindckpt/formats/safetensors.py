@@ -251,17 +251,135 @@ def scan_safetensors(source: Any, path: str, *, verify_header: bool = True) -> I
         return _scan(source, path, verify_header)
 
 
-def _scan(source: Any, path: str, verify_header: bool) -> Index:
-    size = source.size
-    n, raw = _read_header(source, path)
-    _no_deep_nesting(raw, path)
+def _check_shape(path: str, name: str, shape_l: list[Any],
+                 itemsize: int) -> tuple[tuple[int, ...], int] | None:
+    """``(shape, bytes)`` of a valid header shape; None if it is not a list of at most
+    :data:`MAX_NDIM` ints in ``[0, 2**62]``; raises if its bytes are impossibly large."""
+    if len(shape_l) > MAX_NDIM:
+        return None
+    numel = 1
+    nonzero = 1
+    for d in shape_l:
+        if type(d) is not int or not 0 <= d <= _MAX_DIM:
+            return None
+        numel *= d
+        if d:
+            nonzero *= d
+    if nonzero * itemsize > _MAX_DIM:
+        raise _fail(path, f"tensor '{name}' has an impossibly large shape {shape_l}")
+    return tuple(shape_l), numel * itemsize
+
+
+def _check_tiling(path: str, names: list[str], starts: list[int], ends: list[int],
+                  data_len: int) -> None:
+    """The data offsets tile ``[0, data_len)``: no gap, no overlap (a zero-size tensor may sit
+    anywhere, even between two others at the same offset)."""
+    if not names:
+        if data_len:
+            raise _fail(path, f"{data_len} bytes follow the last tensor")
+        return
+    st = np.array(starts, dtype=np.int64)
+    en = np.array(ends, dtype=np.int64)
+    order = np.lexsort((en, st))  # by (start, end): a zero-size tensor before its neighbour
+    st, en = st[order], en[order]
+    expected = np.empty_like(st)
+    expected[0] = 0
+    expected[1:] = en[:-1]
+    bad = np.flatnonzero(st != expected)
+    if bad.size:
+        k = int(bad[0])
+        raise _fail(path, f"tensor '{names[int(order[k])]}' starts at {int(st[k])}, expected "
+                          f"{int(expected[k])} (overlapping or gapped data)")
+    if int(en[-1]) != data_len:
+        raise _fail(path, f"{data_len - int(en[-1])} bytes follow the last tensor")
+
+
+_UINT = r"(?:0|[1-9][0-9]{0,18})"
+#: One entry as the safetensors library, MindSpore and mindckpt write it (compact JSON, fields
+#: in this order), followed by ``,`` or the closing ``}``.  Names with escapes or control
+#: characters, other spacing or field orders take the general path (``json.loads``).
+_ENTRY = re.compile(
+    r'"([^"\\\x00-\x1f]*)":\{"dtype":"([A-Za-z0-9_]{1,16})","shape":\[((?:' + _UINT
+    + r"(?:," + _UINT + r'){0,63})?)\],"data_offsets":\[(' + _UINT + r"),(" + _UINT
+    + r")\]\}([,}])")
+_META_KEY = '"__metadata__":'
+_JSON_SPACE = " \t\n\r"
+
+
+def _parse_canonical(text: str) -> tuple[dict[str, tuple[str, str, int, int]], Any] | None:
+    """``({name: (dtype, shape text, start, end)}, metadata or None)`` of a header in the
+    canonical layout, matched entry by entry at C speed; None when any part is not in that
+    layout (the caller then parses it as JSON, which also names any damage)."""
+    if not text.startswith("{"):
+        return None
+    out: dict[str, tuple[str, str, int, int]] = {}
+    meta: Any = None
+    match = _ENTRY.match
+    pos = 1
+    n = len(text)
+    if text.startswith("}", 1):
+        return (out, meta) if not text[2:].strip(_JSON_SPACE) else None
+    while True:
+        m = match(text, pos)
+        if m is None:
+            if not text.startswith(_META_KEY, pos) or meta is not None:
+                return None
+            try:
+                meta, end = _DECODER.raw_decode(text, pos + len(_META_KEY))
+            except (ValueError, RecursionError):
+                return None
+            if end >= n or text[end] not in ",}":
+                return None
+            closing = text[end] == "}"
+            pos = end + 1
+        else:
+            name, code, shape, start, stop, sep = m.groups()
+            out[name] = (code, shape, int(start), int(stop))
+            pos = m.end()
+            closing = sep == "}"
+        if closing:
+            return (out, meta) if not text[pos:].strip(_JSON_SPACE) else None
+
+
+_DECODER = json.JSONDecoder()
+
+
+def _parse_json(text: str, path: str) -> tuple[dict[str, tuple[str, list[Any], Any, Any]], Any]:
+    """The general path: any valid JSON header, each entry's fields found by name."""
     try:
-        header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        header = json.loads(text)
+    except (ValueError, RecursionError) as e:
         raise _fail(path, f"the header is not valid JSON ({str(e)[:200]})") from None
     if not isinstance(header, dict):
         raise _fail(path, "the header is not a JSON object")
-    meta = header.pop("__metadata__", None) or {}
+    meta = header.pop("__metadata__", None)
+    out = {}
+    for name, info in header.items():
+        try:
+            code = info["dtype"]
+            shape_l = info["shape"]
+            start, end = info["data_offsets"]
+        except (KeyError, TypeError, ValueError):
+            raise _fail(path, f"tensor '{name}' lacks dtype, shape or data_offsets") from None
+        out[name] = (code, shape_l, start, end)
+    return out, meta
+
+
+def _scan(source: Any, path: str, verify_header: bool) -> Index:
+    size = source.size
+    n, raw = _read_header(source, path)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise _fail(path, f"the header is not valid JSON ({str(e)[:200]})") from None
+    _no_deep_nesting(raw, path)
+    fast = _parse_canonical(text)
+    header: dict[str, tuple[Any, Any, Any, Any]]
+    if fast is None:
+        header, meta = _parse_json(text, path)
+    else:
+        header, meta = fast
+    meta = meta or {}
     if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
         raise _fail(path, "__metadata__ must map strings to strings")
     data_start = 8 + n
@@ -271,16 +389,15 @@ def _scan(source: Any, path: str, verify_header: bool) -> Index:
     names = sorted(header)
     starts: list[int] = []
     ends: list[int] = []
+    shapes: list[tuple[int, ...]] = []
     codes: dict[Any, tuple[T.Type, int] | None] = {}
+    # (shape as written, itemsize) -> (the one tuple of that shape, its bytes): each distinct
+    # shape is checked once and stored once (the key is the text on the canonical path, where
+    # the pattern has already checked every dimension's digits)
+    seen: dict[tuple[Any, int], tuple[tuple[int, ...], int] | None] = {}
     int4 = [k for k, v in meta.items() if v == "Int4"]
     for name in names:
-        info = header[name]
-        try:
-            code = info["dtype"]
-            shape_l = info["shape"]
-            start, end = info["data_offsets"]
-        except (KeyError, TypeError, ValueError):
-            raise _fail(path, f"tensor '{name}' lacks dtype, shape or data_offsets") from None
+        code, shape_w, start, end = header[name]
         try:
             known = codes[code]
         except (KeyError, TypeError):
@@ -291,43 +408,36 @@ def _scan(source: Any, path: str, verify_header: bool) -> Index:
         if known is None:
             raise _fail(path, f"tensor '{name}' has unsupported dtype {str(code)[:40]!r}")
         dtype, itemsize = known
-        if type(shape_l) is not list or len(shape_l) > MAX_NDIM:
-            raise _fail(path, f"tensor '{name}' has an invalid shape {str(shape_l)[:200]} "
+        if fast is not None:
+            try:
+                got = seen[shape_w, itemsize]
+            except KeyError:
+                dims = [int(d) for d in cast(str, shape_w).split(",")] if shape_w else []
+                got = seen[shape_w, itemsize] = _check_shape(path, name, dims, itemsize)
+        elif type(shape_w) is list:
+            got = _check_shape(path, name, shape_w, itemsize)
+        else:
+            got = None
+        if got is None:
+            raise _fail(path, f"tensor '{name}' has an invalid shape {str(shape_w)[:200]} "
                               f"(a list of at most {MAX_NDIM} non-negative ints)")
-        numel = 1
-        nonzero = 1
-        for d in shape_l:
-            if type(d) is not int or not 0 <= d <= _MAX_DIM:
-                raise _fail(path, f"tensor '{name}' has an invalid shape {str(shape_l)[:200]}")
-            numel *= d
-            if d:
-                nonzero *= d
-        if nonzero * itemsize > _MAX_DIM:
-            raise _fail(path, f"tensor '{name}' has an impossibly large shape {shape_l}")
+        shape, need = got
         if not (type(start) is int and type(end) is int and 0 <= start <= end <= data_len):
             raise _fail(path, f"tensor '{name}' has offsets {str([start, end])[:100]} outside "
                               f"the data ({data_len} bytes)")
-        if end - start != numel * itemsize:
+        if end - start != need:
             raise _fail(path, f"tensor '{name}' spans {end - start} bytes but shape "
-                              f"{shape_l} {code} needs {numel * itemsize}")
+                              f"{list(shape)} {code} needs {need}")
         starts.append(start)
         ends.append(end)
-        entries[name] = IndexEntry(name, "tensor", dtype, tuple(shape_l),
-                                   (Span(data_start + start, end - start),), code)
+        shapes.append(shape)
+        entries[name] = IndexEntry(name, "tensor", dtype, shape,
+                                   ((data_start + start, end - start),), code)
     for name in int4:
         ent = entries.get(name)
         if ent is not None and ent.dtype is T.int8:
             entries[name] = IndexEntry(name, "tensor", T.qint4x2, ent.shape, ent.spans, ent.type_name)
-    pos = 0
-    width = data_len + 1  # order by (start, end): a zero-size tensor before its neighbour
-    keys = [st * width + en for st, en in zip(starts, ends, strict=True)]
-    for k in sorted(range(len(names)), key=keys.__getitem__):
-        if starts[k] != pos:
-            raise _fail(path, f"tensor '{names[k]}' starts at {starts[k]}, expected {pos} "
-                              "(overlapping or gapped data)")
-        pos = ends[k]
-    if pos != data_len:
-        raise _fail(path, f"{data_len - pos} bytes follow the last tensor")
+    _check_tiling(path, names, starts, ends, data_len)
     if "crc_num" in meta:
         try:
             index.crc = int(meta["crc_num"])
@@ -335,8 +445,8 @@ def _scan(source: Any, path: str, verify_header: bool) -> Index:
             raise _fail(path, f"crc_num {meta['crc_num'][:40]!r} is not a number") from None
     stored = meta.get(HEADER_CRC_KEY)
     if stored is not None and verify_header:
-        actual = header_crc(meta, ((k, header[k]["dtype"], header[k]["shape"], starts[i],
-                                    ends[i]) for i, k in enumerate(names)))
+        actual = header_crc(meta, ((k, header[k][0], shapes[i], starts[i], ends[i])
+                                   for i, k in enumerate(names)))
         if stored != str(actual):
             raise ChecksumError(
                 f"For 'load_checkpoint', the safetensors file {path} fails its header check: "
