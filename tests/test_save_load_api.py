@@ -313,10 +313,14 @@ def test_load_with_net_and_dec_key_on_plain_file(lenet_file):
 
 
 def test_load_reads_without_extra_copies(tmp_cwd):
-    # the returned arrays own their memory (no view into a whole-file buffer)
+    # mmap=False: the returned arrays own their memory (no view into a whole-file buffer)
     ms.save_checkpoint({"w": P(np.ones((64, 64), np.float32))}, "c.ckpt")
-    a = ms.load_checkpoint("c.ckpt")["w"].asnumpy()
+    a = ms.load_checkpoint("c.ckpt", mmap=False)["w"].asnumpy()
     assert a.base is None or a.base.nbytes == a.nbytes
+    # the default maps the file: the array is a view of the mapping, not a copy
+    m = ms.load_checkpoint("c.ckpt")["w"].asnumpy()
+    assert not m.flags.owndata and m.base is not None and len(m.base) > m.nbytes
+    assert m.tolist() == a.tolist()
 
 
 # --------------------------------------------------------------------------- URLs (memory://)

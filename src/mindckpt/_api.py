@@ -33,6 +33,7 @@ from .parallel import load as pload
 from .parallel import save as psave
 from .pipeline import (
     FORMATS,
+    Wrap,
     WriteResult,
     check_records,
     format_from_name,
@@ -388,22 +389,20 @@ def read_file(
     mmap: bool | None = None,
     strict_integrity: bool = False,
     unknown_fields: str = "error",
-) -> dict[str, Entry | str | list]:
-    """Read the selected entries of a checkpoint file (no argument checks)."""
+    wrap: Wrap | None = None,
+) -> dict[str, Any]:
+    """Read the selected entries of a checkpoint file (no argument checks); ``wrap`` as in
+    :meth:`~mindckpt.pipeline.CheckpointReader.read`."""
     with open_file(store, path, format=fmt, dec_key=dec_key, dec_mode=dec_mode,
                    crc_check=crc_check, strict_integrity=strict_integrity,
                    unknown_fields=unknown_fields) as reader:
-        return reader.read(select, mmap=mmap)
+        return reader.read(select, mmap=mmap, wrap=wrap)
 
 
 def _as_parameters(entries: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for name, e in entries.items():
-        if isinstance(e, Entry):
-            out[name] = Parameter(Tensor(e.array, dtype=e.dtype), name=name)
-        else:
-            out[name] = e
-    return out
+    make = T.loaded_parameter
+    return {name: make(e.array, e.dtype, name) if type(e) is Entry else e
+            for name, e in entries.items()}
 
 
 def load_checkpoint(
@@ -514,7 +513,8 @@ def load_checkpoint(
         select = _selector(store.describe(key), specify, filt, choice_func)
         entries = read_file(key, format, select, dec_key=dec_key, dec_mode=dec_mode,
                             crc_check=crc_check, store=store, mmap=mmap,
-                            strict_integrity=strict_integrity, unknown_fields=unknown_fields)
+                            strict_integrity=strict_integrity, unknown_fields=unknown_fields,
+                            wrap=T.loaded_parameter)
     if not entries and specify is None and filt is None and choice_func is None:
         raise ValueError(  # MindSpore's message, then what is really the case
             "The loaded parameter dict is empty after filter or specify, please check whether "

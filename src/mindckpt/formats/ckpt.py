@@ -280,6 +280,7 @@ class _Parser:
         self.select = select
         self.skip_unknown = unknown_fields == "skip"
         self._types: dict[bytes, tuple[str, T.Type | None] | None] = {}
+        self._shapes: dict[tuple[int, ...], tuple[int, ...]] = {}
         self.out: dict[str, Any] = {}
         self.run: _Run | None = None
         self._selected: dict[str, bool] = {}
@@ -473,6 +474,7 @@ class _Parser:
         path = self.path
         positional = r.fd is not None
         types = self._types
+        shapes = self._shapes
         done_any = False
         rec: tuple[str, str, tuple[int, ...], int, int, Any, Any] | None = None
         want = 0  # window size: grows when payloads are small (reading through beats seeking)
@@ -552,6 +554,7 @@ class _Parser:
                 if not in_window and (not positional or offset + clen > r.size):
                     break
                 dims = tuple(dims_l)
+                dims = shapes.setdefault(dims, dims)  # one tuple per distinct shape
                 if dtype is None:  # str
                     if clen & 3 or not in_window:
                         break
@@ -560,7 +563,7 @@ class _Parser:
                         self.finish_note()
                     wanted = bool(select(tag))
                     payload = buf[j:vend]
-                    entries[tag] = IndexEntry(tag, "str", None, (), (Span(offset, clen),),
+                    entries[tag] = IndexEntry(tag, "str", None, (), ((offset, clen),),
                                               type_name)
                     if wanted:
                         out[tag] = decode_str(payload, path, tag)
@@ -580,7 +583,7 @@ class _Parser:
                     self.finish_run()
                     self.finish_note()
                 wanted = bool(select(tag))
-                entries[tag] = IndexEntry(tag, "tensor", dtype, shape, (Span(offset, clen),),
+                entries[tag] = IndexEntry(tag, "tensor", dtype, shape, ((offset, clen),),
                                           type_name)
                 arr = None
                 if in_window:
