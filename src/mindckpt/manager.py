@@ -173,7 +173,9 @@ class CheckpointManager:
         storage_options: for URL directories.
         **save_options: ``save_checkpoint`` arguments used by every save (``integrated_save``,
             ``async_save``, ``enc_key``, ``enc_mode``, ``crc_check``, ``choice_func`` and its
-            keyword arguments); :meth:`save` may override them per call.
+            keyword arguments; in a distributed run also ``remove_redundancy``,
+            ``writer_rank``, ``layouts`` and ``group``, see the module doc); :meth:`save` may
+            override them per call.
     """
 
     def __init__(
@@ -282,7 +284,9 @@ class CheckpointManager:
         retain: bool = True,
         **options: Any,
     ) -> str:
-        """Save ``save_obj`` as ``{prefix}-{epoch}_{step}.{fmt}`` (or ``name``); return its key.
+        """Save ``save_obj`` as ``{prefix}-{epoch}_{step}.{fmt}`` (or ``name``); return its key
+        (in a distributed run: the sliced checkpoint's directory, or this rank's
+        ``rank_<r>/`` file; see the module doc).
 
         The previous async save finishes first (its error is raised here and this save does not
         start), then its retention runs.  With ``retain`` (the default) retention runs after this
