@@ -16,9 +16,11 @@ from _zoo import dtensor_state, full_state, make_mesh, zoo
 torch = pytest.importorskip("torch")
 
 
-def _train(rank, world, d, kind, config, steps, fail_at=None, fail_rank=None, mutate=False):
-    """Drive a ModelCheckpoint over ``steps`` steps of a DTensor state; record every deletion
-    with how many checkpoints were complete at that moment."""
+def _train(rank, world, d, kind, config, steps, fail_at=None, fail_rank=None, mutate=False,
+           plain=False):
+    """Drive a ModelCheckpoint over ``steps`` steps of a DTensor state (``plain``: of ordinary
+    tensors, as data parallelism has); record every deletion with how many checkpoints were
+    complete at that moment."""
     from mindckpt import manager as M
     from mindckpt.errors import AsyncSaveError, DistributedCheckpointError
     from mindckpt.train import CheckpointConfig, ModelCheckpoint
@@ -26,8 +28,7 @@ def _train(rank, world, d, kind, config, steps, fail_at=None, fail_rank=None, mu
 
     from test_failures_async import _break_disk
 
-    mesh = make_mesh(world, kind)
-    sd = dtensor_state(mesh, zoo(kind))
+    sd = full_state(zoo(kind)) if plain else dtensor_state(make_mesh(world, kind), zoo(kind))
     deletions = []
     real = M._remove
 
@@ -146,6 +147,19 @@ def test_every_rank_writes_its_own_file_rank0_retains_resume_on_more_ranks(tmp_p
                                           "rank_0/net-1_3.ckpt", "rank_0/net-1_3.ckpt"]
     for b in back:
         _check(b["values"], "1d")
+
+
+def test_plain_tensors_in_a_process_group_are_a_distributed_save(tmp_path):
+    d = str(tmp_path / "ckpt")
+    out = run_ranks(_train, 2, tmp_path, d, "1d", {"keep_checkpoint_max": 1}, 2, None, None,
+                    False, True)
+    assert out[0]["deletions"] == [("rank_0/net-1_1.ckpt", 4), ("rank_1/net-1_1.ckpt", 3)]
+    assert out[1]["deletions"] == []
+    mindckpt.save_checkpoint(full_state(zoo("1d")), str(tmp_path / "ref"))
+    for r in range(2):
+        assert _names(os.path.join(d, f"rank_{r}")) == ["net-1_2.ckpt"]
+        assert (tmp_path / "ckpt" / f"rank_{r}" / "net-1_2.ckpt").read_bytes() == \
+            (tmp_path / "ref.ckpt").read_bytes()
 
 
 def test_writer_rank_writes_and_retains_alone(tmp_path):
