@@ -21,6 +21,7 @@ from mindckpt.codecs import _blocks, crypto
 from mindckpt.codecs._source import as_positional
 from mindckpt.codecs.crypto import (
     BLOCK_SIZE,
+    WRITE_BLOCK_SIZE,
     MODES,
     DecryptSource,
     EncryptSink,
@@ -208,20 +209,24 @@ def test_numpy_buffers_in_and_out():
     assert src.readinto(half) == 0
 
 
-def test_real_block_size_multi_block_file(tmp_path):
-    """Two real 64 MiB blocks plus a tail, through a real file (fileno/preadv path)."""
+@pytest.mark.parametrize("block", [BLOCK_SIZE, None], ids=["mindspore-64MiB", "default-4MiB"])
+def test_real_block_size_multi_block_file(tmp_path, block):
+    """Two real blocks plus a tail, through a real file (fileno/preadv path): MindSpore's
+    64 MiB blocks, and the 4 MiB blocks mindckpt writes by default."""
     key = KEYS[32]
-    data = np.random.default_rng(0).integers(0, 255, 2 * BLOCK_SIZE + 1000, dtype=np.uint8)
+    size = block or WRITE_BLOCK_SIZE
+    assert WRITE_BLOCK_SIZE == 4 << 20
+    data = np.random.default_rng(0).integers(0, 255, 2 * size + 1000, dtype=np.uint8)
     p = tmp_path / "big.ckpt"
     with open(p, "wb") as f:
-        sink = EncryptSink(f, key, workers=2)
+        sink = EncryptSink(f, key, workers=2, **({"block_size": block} if block else {}))
         sink.write(data[:100])
         sink.write(data[100:])
         sink.close()
     assert p.stat().st_size == data.nbytes + 3 * 48
     with open(p, "rb") as f:
         src = DecryptSource(f, key, path=str(p))
-        assert [b.size for b in src._blocks] == [BLOCK_SIZE, BLOCK_SIZE, 1000]
+        assert [b.size for b in src._blocks] == [size, size, 1000]
         out = np.empty_like(data)
         assert src.readinto(out) == data.nbytes
         src.close()
@@ -596,6 +601,11 @@ def test_mindspore_interop(tmp_path):
         )
     )
     cases.append((tmp_path / "ours_big_cbc.ckpt", KEYS[16], "AES-CBC", {"big": big}, BLOCK_SIZE))
+    # what save_checkpoint writes: WRITE_BLOCK_SIZE (4 MiB) blocks, here 3 of them and a tail
+    mid = big[: (3 * WRITE_BLOCK_SIZE + 1000) // 4]
+    for mode, klen in (("AES-GCM", 32), ("AES-CBC", 16), ("SM4-CBC", 16)):
+        cases.append((tmp_path / f"ours_default_{mode}.ckpt", KEYS[klen], mode,
+                      {"w": big[:2], "mid": mid}, WRITE_BLOCK_SIZE))
     for path, key, mode, tensors, bs in cases:
         with open(path, "wb") as f, warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
