@@ -396,7 +396,7 @@ def read_file(
     with open_file(store, path, format=fmt, dec_key=dec_key, dec_mode=dec_mode,
                    crc_check=crc_check, strict_integrity=strict_integrity,
                    unknown_fields=unknown_fields) as reader:
-        return reader.read(select, mmap=mmap, wrap=wrap)
+        return reader.read(select, mmap=mmap, wrap=wrap, release=True)
 
 
 def _as_parameters(entries: dict[str, Any]) -> dict[str, Any]:

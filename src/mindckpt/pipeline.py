@@ -298,10 +298,14 @@ class CheckpointReader:
 
     # -- reads
     def read(self, select: Callable[[str], bool] = lambda _n: True, *,
-             mmap: bool | None = None, wrap: Wrap | None = None) -> dict[str, Any]:
+             mmap: bool | None = None, wrap: Wrap | None = None,
+             release: bool = False) -> dict[str, Any]:
         """The entries ``select`` accepts, ``{name: Entry | str | list}``; with ``wrap``,
         tensors are ``wrap(array, dtype, name)`` instead of ``Entry`` (made as they are read,
-        one loop over the entries instead of two).
+        one loop over the entries instead of two).  ``release`` (for a caller that reads
+        once, as ``load_checkpoint`` does) lets the index go while the result is built, so
+        that for files of many small entries the two are not in memory together; a later
+        use of this reader scans the file again.
 
         ``mmap`` (default: :data:`DEFAULT_MMAP` of the format) returns arrays that map the file
         copy-on-write where the source can be mapped (local files, memory): no payload byte is
@@ -314,7 +318,7 @@ class CheckpointReader:
         if mmap and self.cipher is None:
             mapping = self.source.mapping()
             if mapping is not None:
-                got = self._read_mapped(mapping, select, wrap)
+                got = self._read_mapped(mapping, select, wrap, release)
                 if got is not None:
                     return got
         if self.format == "safetensors":
@@ -377,7 +381,7 @@ class CheckpointReader:
 
     # -- internals
     def _read_mapped(self, mapping: memoryview, select: Callable[[str], bool],
-                     wrap: Wrap | None) -> dict[str, Any] | None:
+                     wrap: Wrap | None, release: bool) -> dict[str, Any] | None:
         """Entries as views of ``mapping``; None when the file needs the parsing path."""
         crc = self.crc_check
         self.crc_check = False  # the scan reads headers only; the CRC is taken over the map
@@ -385,17 +389,26 @@ class CheckpointReader:
             index = self.index
         finally:
             self.crc_check = crc
-        chosen = [e for e in index if select(e.name)]
-        if any(e.kind == "map" for e in chosen):
+        entries = index.entries
+        chosen = [name for name in entries if select(name)]
+        if any(entries[name].kind == "map" for name in chosen):
             return None
+        if crc:
+            self._verify_mapped_crc(mapping, index)
+        # release: each entry leaves the index as its value is made, so that the index and
+        # the result (one Python object each per entry) are not in memory together
+        take = entries.pop if release else entries.__getitem__
+        if release:
+            self._index = None
         out: dict[str, Any] = {}
         ndarray, empty = np.ndarray, np.empty
         make = wrap if wrap is not None else _as_entry
-        for e in chosen:
+        for name in chosen:
+            e = take(name)
             dtype = e.dtype
             if dtype is None:  # str
                 raw = b"".join(bytes(mapping[sp.offset:sp.offset + sp.length]) for sp in e.spans)
-                out[e.name] = _ckpt.decode_str(raw, self.name, e.name)
+                out[name] = _ckpt.decode_str(raw, self.name, name)
                 continue
             single = e.extra_spans is None
             if single and e.length:
@@ -405,12 +418,10 @@ class CheckpointReader:
             else:  # a tensor cut into several records: join them (one copy)
                 arr = empty(e.shape, dtype.np_dtype)
                 self._fill(e, arr.reshape(-1).view(np.uint8), 0)
-            out[e.name] = make(arr, dtype, e.name)
-        if crc:
-            self._verify_mapped_crc(mapping, index, out)
+            out[name] = make(arr, dtype, name)
         return out
 
-    def _verify_mapped_crc(self, mapping: memoryview, index: Index, out: dict[str, Any]) -> None:
+    def _verify_mapped_crc(self, mapping: memoryview, index: Index) -> None:
         if self.format == "safetensors":
             self._verify_st_crc(index, mapping)
             return

@@ -203,7 +203,7 @@ _STRUCT = bytes(range(256)).translate(None, b'{}[]"\\')  # all bytes but these s
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)
 
 
-def _no_deep_nesting(raw: bytes, path: str) -> None:
+def _no_deep_nesting(raw: bytes | bytearray, path: str) -> None:
     """Refuse JSON nested deeper than the format needs, before ``json.loads`` recurses.
 
     At C speed: keep only brackets, quotes and backslashes, drop the strings, then remove
@@ -222,7 +222,7 @@ def _no_deep_nesting(raw: bytes, path: str) -> None:
                           "do not balance")
 
 
-def _read_header(source: Any, path: str) -> tuple[int, bytes]:
+def _read_header(source: Any, path: str) -> tuple[int, bytearray]:
     size = source.size
     if size < 8:
         raise _fail(path, f"the file has {size} bytes, fewer than the 8-byte header length")
@@ -235,7 +235,7 @@ def _read_header(source: Any, path: str) -> tuple[int, bytes]:
     raw = bytearray(n)
     if source.readinto(memoryview(raw), 8) != n:
         raise _fail(path, "the header is cut short")
-    return n, bytes(raw)
+    return n, raw
 
 
 def scan_safetensors(source: Any, path: str, *, verify_header: bool = True) -> Index:
@@ -270,16 +270,14 @@ def _check_shape(path: str, name: str, shape_l: list[Any],
     return tuple(shape_l), numel * itemsize
 
 
-def _check_tiling(path: str, names: list[str], starts: list[int], ends: list[int],
+def _check_tiling(path: str, names: list[str], st: np.ndarray, en: np.ndarray,
                   data_len: int) -> None:
-    """The data offsets tile ``[0, data_len)``: no gap, no overlap (a zero-size tensor may sit
-    anywhere, even between two others at the same offset)."""
+    """The data offsets (``st``, ``en``: int64, one per name) tile ``[0, data_len)``: no gap,
+    no overlap (a zero-size tensor may sit anywhere, even between two at the same offset)."""
     if not names:
         if data_len:
             raise _fail(path, f"{data_len} bytes follow the last tensor")
         return
-    st = np.array(starts, dtype=np.int64)
-    en = np.array(ends, dtype=np.int64)
     order = np.lexsort((en, st))  # by (start, end): a zero-size tensor before its neighbour
     st, en = st[order], en[order]
     expected = np.empty_like(st)
@@ -368,11 +366,12 @@ def _parse_json(text: str, path: str) -> tuple[dict[str, tuple[str, list[Any], A
 def _scan(source: Any, path: str, verify_header: bool) -> Index:
     size = source.size
     n, raw = _read_header(source, path)
+    _no_deep_nesting(raw, path)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise _fail(path, f"the header is not valid JSON ({str(e)[:200]})") from None
-    _no_deep_nesting(raw, path)
+    del raw  # one copy of the header at a time
     fast = _parse_canonical(text)
     header: dict[str, tuple[Any, Any, Any, Any]]
     if fast is None:
@@ -387,17 +386,16 @@ def _scan(source: Any, path: str, verify_header: bool) -> Index:
     index = Index(format="safetensors", metadata=meta, data_start=data_start, size=size)
     entries = index.entries
     names = sorted(header)
-    starts: list[int] = []
-    ends: list[int] = []
-    shapes: list[tuple[int, ...]] = []
+    del text  # the parsed header holds what is needed (memory: files of many entries)
     codes: dict[Any, tuple[T.Type, int] | None] = {}
     # (shape as written, itemsize) -> (the one tuple of that shape, its bytes): each distinct
     # shape is checked once and stored once (the key is the text on the canonical path, where
     # the pattern has already checked every dimension's digits)
     seen: dict[tuple[Any, int], tuple[tuple[int, ...], int] | None] = {}
     int4 = [k for k, v in meta.items() if v == "Int4"]
+    pop = header.pop  # each parsed entry is dropped once its IndexEntry is made
     for name in names:
-        code, shape_w, start, end = header[name]
+        code, shape_w, start, end = pop(name)
         try:
             known = codes[code]
         except (KeyError, TypeError):
@@ -428,15 +426,15 @@ def _scan(source: Any, path: str, verify_header: bool) -> Index:
         if end - start != need:
             raise _fail(path, f"tensor '{name}' spans {end - start} bytes but shape "
                               f"{list(shape)} {code} needs {need}")
-        starts.append(start)
-        ends.append(end)
-        shapes.append(shape)
         entries[name] = IndexEntry(name, "tensor", dtype, shape,
                                    ((data_start + start, end - start),), code)
     for name in int4:
         ent = entries.get(name)
         if ent is not None and ent.dtype is T.int8:
             entries[name] = IndexEntry(name, "tensor", T.qint4x2, ent.shape, ent.spans, ent.type_name)
+    starts = np.fromiter((e.offset for e in entries.values()), np.int64, len(entries))
+    starts -= data_start
+    ends = starts + np.fromiter((e.length for e in entries.values()), np.int64, len(entries))
     _check_tiling(path, names, starts, ends, data_len)
     if "crc_num" in meta:
         try:
@@ -445,8 +443,8 @@ def _scan(source: Any, path: str, verify_header: bool) -> Index:
             raise _fail(path, f"crc_num {meta['crc_num'][:40]!r} is not a number") from None
     stored = meta.get(HEADER_CRC_KEY)
     if stored is not None and verify_header:
-        actual = header_crc(meta, ((k, header[k][0], shapes[i], starts[i], ends[i])
-                                   for i, k in enumerate(names)))
+        actual = header_crc(meta, ((e.name, e.type_name, e.shape, e.offset - data_start,
+                                    e.offset - data_start + e.length) for e in entries.values()))
         if stored != str(actual):
             raise ChecksumError(
                 f"For 'load_checkpoint', the safetensors file {path} fails its header check: "
