@@ -393,3 +393,33 @@ def test_unknown_fields_error_by_default_skip_on_request(tmp_path):
         assert f.keys() == ["w"]
     with pytest.raises(ValueError, match="unknown_fields"):
         ms.load_checkpoint(str(path), unknown_fields="maybe")
+
+
+# --------------------------------------------------------------------------- many tiny entries
+@pytest.mark.parametrize("fmt", ["ckpt", "safetensors"])
+def test_many_tiny_entries_load_in_bounded_memory(tmp_cwd, fmt):
+    """Issue 13: a file of many tiny entries.  Beyond the Parameters it returns (each one a
+    dict slot, a Parameter and an ndarray: a few hundred bytes whatever the loader), a load
+    allocates at most 2x the file (the index is let go while the result is built; before,
+    index and result were alive together: about 6x)."""
+    import tracemalloc
+
+    from mindckpt.formats.records import Record
+    from mindckpt.pipeline import write_file
+    from mindckpt.storage.local import LOCAL
+
+    n = 20000
+    numel = 1 if fmt == "ckpt" else 0  # the two layouts of the issue
+    path = f"tiny.{fmt}"
+    write_file(LOCAL, path, [Record(f"layer{i}.w", np.zeros(numel, np.float32))
+                             for i in range(n)], fmt=fmt)
+    size = os.path.getsize(path)
+    tracemalloc.start()
+    try:
+        got = ms.load_checkpoint(path, format=fmt)
+        retained, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(got) == n and got["layer7.w"].shape == (numel,)
+    assert peak - retained <= 2 * size, (peak - retained) / size
+    assert retained / n <= 400, retained / n  # no per-entry __dict__ or extra objects
