@@ -42,7 +42,9 @@ def layout_to_json(lay: TensorLayout) -> dict[str, Any]:
     return {"dev_matrix": list(lay.dev_matrix),
             "tensor_map": [list(e) if isinstance(e, tuple) else e for e in lay.tensor_map],
             "opt_shard_size": lay.opt_shard_size, "opt_shard_step": lay.opt_shard_step,
-            "stages": list(lay.stages)}
+            "stages": list(lay.stages),
+            **({"param_split_shape": list(lay.param_split_shape)} if lay.param_split_shape
+               else {})}
 
 
 def layout_from_json(obj: Any, full_shape: tuple[int, ...], name: str) -> TensorLayout:
@@ -51,7 +53,8 @@ def layout_from_json(obj: Any, full_shape: tuple[int, ...], name: str) -> Tensor
     tmap = tuple(tuple(e) if isinstance(e, list) else e for e in obj["tensor_map"])
     return TensorLayout(tuple(obj["dev_matrix"]), tmap, full_shape,
                         int(obj.get("opt_shard_size", 0)), int(obj.get("opt_shard_step", 0)),
-                        tuple(obj.get("stages", (0,))), name=name)
+                        tuple(obj.get("stages", (0,))),
+                        tuple(obj.get("param_split_shape", ())), name=name)
 
 
 @dataclass(frozen=True)

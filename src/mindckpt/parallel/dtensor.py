@@ -11,9 +11,13 @@ says, per *tensor* dimension, which device axis splits it, counting axes from th
   them in mesh order;
 * ``Replicate()`` leaves the mesh dimension as a replica axis.
 
+Uneven shards of dimension 0 (DTensor's ``torch.chunk`` pieces: ``ceil(n / k)`` rows each, the
+last ones shorter or empty, as FSDP2 makes them for a vocabulary of 50257 on 4 ranks) are
+MindSpore's uneven split, ``param_split_shape``, and back.
+
 Refused, with the fix in the message: ``Partial()`` (reduce it first: ``redistribute`` to
 ``Replicate()``), ``_StridedShard`` (MindSpore's optimizer shard; not translated), uneven shards
-(MindSpore requires even splits; pad the dimension), and meshes whose ranks are not a row-major
+of any other dimension (MindSpore can only split dimension 0 unevenly), and meshes whose ranks are not a row-major
 block of the world (MindSpore numbers devices row-major).  A sub-mesh of a named root mesh
 (``mesh["tp"]`` of a ``("dp", "tp")`` mesh) is mapped into the root's device matrix, the other
 root dimensions becoming replica axes.
@@ -38,6 +42,7 @@ __all__ = [
     "layout_from_placements",
     "layout_from_dtensor",
     "placements_from_layout",
+    "chunk_sizes",
     "to_dtensor",
     "coerce_layout",
     "localize",
@@ -112,9 +117,38 @@ def layout_from_placements(mesh_shape: Sequence[int], placements: Sequence[Any],
             tensor_map.append(axes[0])
         else:
             tensor_map.append(tuple(axes))
-    # DTensor pads uneven shards (torch.chunk); MindSpore needs even splits: the layout refuses
-    return TensorLayout(dev, tuple(tensor_map), tuple(int(s) for s in full_shape),
-                        stages=tuple(stages), name=name)
+    full = tuple(int(s) for s in full_shape)
+    sizes_of = [[dev[n - 1 - k] for k in axes] for axes in per_dim]
+    for d in range(1, len(full)):
+        if full[d] % math.prod(sizes_of[d]):
+            raise LayoutError(
+                f"Parameter '{name}': dimension {d} ({full[d]}) is split unevenly over "
+                f"{math.prod(sizes_of[d])} ranks; MindSpore layouts can split only dimension 0 "
+                "unevenly (param_split_shape). Shard a dimension whose size the mesh divides, "
+                "or pad this one.")
+    split: tuple[int, ...] = ()
+    if full and full[0] % math.prod(sizes_of[0]):
+        # DTensor's uneven Shard(0) (torch.chunk pieces, the last ones short or empty) is
+        # MindSpore's uneven dim-0 split: one dim-0 size per slice, in slice-index order
+        rows = chunk_sizes(full[0], sizes_of[0])
+        split = tuple(r for r in rows
+                      for _ in range(math.prod(math.prod(z) for z in sizes_of[1:])))
+    return TensorLayout(dev, tuple(tensor_map), full, stages=tuple(stages),
+                        param_split_shape=split, name=name)
+
+
+def chunk_sizes(n: int, splits: Sequence[int]) -> list[int]:
+    """The sizes DTensor gives the pieces of a dimension of ``n`` sharded by mesh dimensions
+    of sizes ``splits`` (outermost first): each split is ``torch.chunk``'s, ``ceil(size / k)``
+    per piece, the last ones shorter or empty."""
+    sizes = [n]
+    for k in splits:
+        out = []
+        for s in sizes:
+            c = -(-s // k)
+            out += [max(0, min(c, s - j * c)) for j in range(k)]
+        sizes = out
+    return sizes
 
 
 def _mesh_geometry(mesh: Any, name: str) -> dict[str, Any]:
@@ -163,9 +197,6 @@ def placements_from_layout(layout: TensorLayout) -> tuple[tuple[int, ...], list[
     if layout.opt_active:
         raise LayoutError(f"Parameter '{layout.name}': the optimizer shard of this layout has "
                           "no plain DTensor placement (it needs the private _StridedShard).")
-    if layout.param_split_shape:
-        raise LayoutError(f"Parameter '{layout.name}': an uneven split (param_split_shape) has "
-                          "no DTensor placement.")
     n = len(layout.dev_matrix)
     placements: list[Any] = [Replicate() for _ in range(n)]
     for d, e in enumerate(layout.tensor_map):
@@ -178,6 +209,15 @@ def placements_from_layout(layout: TensorLayout) -> tuple[tuple[int, ...], list[
                 "cannot express it.")
         for i in mesh_dims:
             placements[i] = Shard(d)
+    if layout.param_split_shape:
+        axes0 = layout.tensor_map[0] if isinstance(layout.tensor_map[0], tuple) else \
+            (layout.tensor_map[0],)
+        want = chunk_sizes(layout.full_shape[0], [layout.axis_size(k) for k in axes0 if k != -1])
+        if list(layout.dim0_sizes) != want:
+            raise LayoutError(
+                f"Parameter '{layout.name}': its uneven dim-0 split {list(layout.dim0_sizes)} "
+                f"is not the one DTensor makes ({want}: torch.chunk pieces), so no DTensor "
+                "placement has it.")
     return layout.dev_matrix, placements
 
 
