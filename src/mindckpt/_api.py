@@ -255,8 +255,9 @@ def save_checkpoint(
         crc_check: append MindSpore's CRC trailer (``.ckpt``) or ``crc_num`` (safetensors).
         format: ``"ckpt"`` or ``"safetensors"``.
         **kwargs: MindSpore's ``incremental``, ``remove_redundancy``, ``global_step_num``; and
-            mindckpt's ``storage_options`` (fsspec), ``layouts`` and ``writer_rank``
-            (distributed).
+            mindckpt's ``storage_options`` (fsspec), and for sliced parameters ``layouts``,
+            ``writer_rank``, ``group`` (a torch.distributed process group; default: the
+            world) and ``durable``.
 
     Raises:
         TypeError: a ``save_obj``, value or argument of the wrong type (MindSpore's messages);
@@ -270,13 +271,18 @@ def save_checkpoint(
     """
     if kwargs.get("layouts") is not None or psave.has_dtensors(save_obj):
         # sliced parameters (DTensors, or local tensors with layouts): over the process group
+        if kwargs.get("incremental"):
+            raise NotImplementedError(
+                "For 'save_checkpoint', incremental=True (map_param_inc) is not available for "
+                "sliced parameters (DTensors or layouts=); save without it.")
         psave.save_distributed(
             save_obj, ckpt_file_name, integrated_save=integrated_save,
             remove_redundancy=bool(kwargs.get("remove_redundancy")),
             writer_rank=kwargs.get("writer_rank"), async_save=async_save, format=format,
             layouts=kwargs.get("layouts"), append_dict=append_dict, choice_func=choice_func,
             crc_check=crc_check, enc_key=enc_key, enc_mode=enc_mode,
-            storage_options=kwargs.get("storage_options"))
+            group=kwargs.get("group"), storage_options=kwargs.get("storage_options"),
+            durable=kwargs.get("durable"))
         return
     run_save(plan_save(save_obj, ckpt_file_name, integrated_save, async_save, append_dict,
                        enc_key, enc_mode, choice_func, crc_check, format, **kwargs))

@@ -66,3 +66,25 @@ def test_public_calls_route_dtensors(tmp_path, world, kind):
         for name, t in o["assigned"].items():
             np.testing.assert_array_equal(t, want[name], name)
         assert o["not_loaded"] == ([], [])
+
+
+def _group_and_refusal(rank, world, d):
+    import torch.distributed as dist
+
+    import mindckpt as ms
+
+    sd = dtensor_state(make_mesh(world, "1d"), zoo("1d"))
+    with pytest.raises(NotImplementedError, match="incremental"):
+        ms.save_checkpoint(sd, f"{d}/inc", incremental=True)
+    # group= and durable= reach the distributed save: a bogus group fails there, a real one
+    # (the world, by handle) saves
+    with pytest.raises(Exception):  # noqa: B017 - torch's own error for a non-group
+        ms.save_checkpoint(sd, f"{d}/bad", integrated_save=False, group="not a group")
+    ms.save_checkpoint(sd, f"{d}/g", integrated_save=False, group=dist.group.WORLD,
+                       durable=False)
+    return sorted(p.name for p in __import__("pathlib").Path(d, "g").iterdir())
+
+
+def test_save_checkpoint_forwards_group_and_refuses_incremental(tmp_path):
+    out = run_ranks(_group_and_refusal, 2, tmp_path, str(tmp_path))
+    assert "rank_0" in out[0] and "rank_1" in out[0] and not (tmp_path / "inc").exists()
