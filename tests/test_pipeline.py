@@ -112,3 +112,23 @@ def test_failed_load_into_module_changes_nothing(tmp_path):
         ms.load_checkpoint(path, net=dst)
     for k, v in dst.state_dict().items():
         assert torch.equal(v, before[k]), k
+
+
+@pytest.mark.parametrize("fmt", ["ckpt", "safetensors"])
+def test_read_region_into_out(tmp_path, fmt):
+    from mindckpt.pipeline import open_file
+    from mindckpt.storage.local import LOCAL
+
+    path = str(tmp_path / f"r.{fmt}")
+    w = _data(0)["w"]
+    ms.save_checkpoint({"w": w}, path, format=fmt)
+    box = ((3, 40), (5, 20))  # a column slice: one run per row
+    with open_file(LOCAL, path, format=fmt) as r:
+        out = np.full((37, 15), -1, np.float32)
+        assert r.read_region("w", box, out=out) is out
+        np.testing.assert_array_equal(out, w[3:40, 5:20])
+        np.testing.assert_array_equal(r.read_region("w", box), w[3:40, 5:20])
+        for bad in (np.empty((37, 15), np.float64), np.empty((15, 37), np.float32),
+                    np.empty((37, 30), np.float32)[:, ::2]):
+            with pytest.raises(ValueError, match="out must be"):
+                r.read_region("w", box, out=bad)

@@ -348,14 +348,35 @@ class CheckpointReader:
             return got.array
         return cast("str | list", got)
 
-    def read_region(self, name: str, box: tuple[tuple[int, int], ...]) -> np.ndarray:
-        """``box`` (``(start, stop)`` per dimension) of tensor ``name``: only its bytes read."""
+    def read_region(self, name: str, box: tuple[tuple[int, int], ...],
+                    out: np.ndarray | None = None) -> np.ndarray:
+        """``box`` (``(start, stop)`` per dimension) of tensor ``name``: only its bytes read.
+
+        ``out``: an array to fill instead of a new one (C-contiguous, writable, of the box's
+        shape and the stored dtype); its runs are read straight into it, exactly the box's
+        bytes.  Without ``out``, runs close together are read in one go (at most 5% more
+        bytes) into a new array.
+        """
         e = self._entry(name)
         if e.kind != "tensor":
             raise FormatError(f"{self.name}: entry '{name}' is a {e.kind}, not a tensor")
         box = _check_box(self.name, e, box)
         dtype = cast(T.Type, e.dtype)
-        out = np.empty(tuple(b - a for a, b in box), dtype=dtype.np_dtype)
+        shape = tuple(b - a for a, b in box)
+        if out is not None:
+            if tuple(out.shape) != shape or out.dtype != dtype.np_dtype or \
+                    not out.flags.c_contiguous or not out.flags.writeable:
+                raise ValueError(
+                    f"read_region of '{name}' in {self.name}: out must be a writable "
+                    f"C-contiguous {dtype.np_dtype} array of shape {shape}, got "
+                    f"{out.dtype} {tuple(out.shape)}")
+            dst = out.reshape(-1).view(np.uint8)
+            pos = 0
+            for offset, length in _box_ranges(e.shape, dtype.itemsize, box):
+                self._fill(e, dst[pos:pos + length], offset)
+                pos += length
+            return out
+        out = np.empty(shape, dtype=dtype.np_dtype)
         if out.size == 0:
             return out
         dst = out.reshape(-1).view(np.uint8)

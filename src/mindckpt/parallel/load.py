@@ -240,18 +240,11 @@ def plan_reads(entry: ParamEntry, want: Box, rank: int) -> list[tuple[Chunk, Box
 def _read_into(reader: CheckpointReader, name: str, region: Box, out: np.ndarray) -> int:
     """Read ``region`` (file coordinates) of ``name`` into ``out``; straight into its memory
     when ``out`` is contiguous and of the stored dtype.  Returns the payload bytes read."""
-    from ..pipeline import _box_ranges, _check_box
-
     e = reader.index[name]
     dtype = cast(T.Type, e.dtype)
-    if out.flags.c_contiguous and out.dtype == dtype.np_dtype and out.flags.writeable:
-        box = _check_box(reader.name, e, region)
-        dst = out.reshape(-1).view(np.uint8)
-        pos = 0
-        for offset, length in _box_ranges(e.shape, dtype.itemsize, box):
-            reader._fill(e, dst[pos:pos + length], offset)
-            pos += length
-        return pos
+    if out.flags.c_contiguous and out.dtype == dtype.np_dtype and out.flags.writeable and \
+            tuple(out.shape) == tuple(b - a for a, b in region):
+        return int(reader.read_region(name, region, out=out).nbytes)
     arr = reader.read_region(name, region)
     out[...] = arr.astype(out.dtype, copy=False) if arr.dtype != out.dtype else arr
     return int(arr.nbytes)
