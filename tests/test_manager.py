@@ -195,3 +195,27 @@ def test_sliced_keep_per_n_minutes_uses_commit_times(tmp_path):
     keys = [mgr.save(sliced_net(i), epoch=1, step=i) for i in range(1, 4)]
     # within one minute: the oldest of the window and the new one stay
     assert mgr.all() == [keys[0], keys[2]] and names(tmp_path) == ["m-1_1", "m-1_3"]
+
+
+def test_sliced_checkpoints_in_a_url_directory():
+    """Listing, retention and resume of sliced checkpoints through a store's directory
+    listing (memory:// here; tests/remote runs S3), uncommitted directories left alone."""
+    pytest.importorskip("fsspec")
+    from mindckpt.storage.urls import resolve
+
+    url = "memory://mgr-sliced/run"
+    mgr = CheckpointManager(url, "m", retention=policies.RetentionPolicy(2, None), **SLICED)
+    keys = [mgr.save(sliced_net(i), epoch=1, step=i) for i in range(1, 4)]
+    store, root = resolve(url)
+    assert [k.rsplit("/", 1)[-1] for k in store.list_dirs(root)] == ["m-1_2", "m-1_3"]
+    assert mgr.all() == keys[1:] and mgr.latest() == keys[-1]
+    assert float(ms.load_checkpoint(store.describe(mgr.latest()))["w"].asnumpy()[0, 0]) == 3.0
+    store.remove(store.join(keys[-1], "mindckpt.commit"))  # as if still being saved
+    assert mgr.latest() == keys[1]
+    fourth = mgr.save(sliced_net(4), epoch=1, step=4)
+    # two committed checkpoints (keep 2): nothing retired; the uncommitted one untouched
+    assert [k.rsplit("/", 1)[-1] for k in store.list_dirs(root)] == ["m-1_2", "m-1_3", "m-1_4"]
+    assert mgr.all() == [keys[1], fourth]
+    fifth = mgr.save(sliced_net(5), epoch=1, step=5)
+    assert [k.rsplit("/", 1)[-1] for k in store.list_dirs(root)] == ["m-1_3", "m-1_4", "m-1_5"]
+    assert mgr.all() == [fourth, fifth]

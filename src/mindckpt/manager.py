@@ -48,14 +48,12 @@ progress or a failed one, is never touched) and never the new one; a sliced chec
 commit marker first, so a half-deleted directory never looks complete.  :meth:`latest` and
 :meth:`all` list committed directories only.  A failure on any rank raises on every rank
 (:class:`~mindckpt.errors.DistributedCheckpointError`, naming the rank) and deletes nothing.
-Sliced checkpoints are listed in local directories only.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -92,25 +90,17 @@ def committed_directories(store: Store, directory: str) -> list[tuple[FileInfo, 
     """The committed sliced checkpoints directly under ``directory``: ``(info, format)`` with
     the directory's key, the commit marker's modification time and the format of its
     ``rank_0/<name>.<fmt>`` file.  Directories without their commit marker (a save in progress
-    or a failed one) are left out.  Local directories only (other stores list no
-    directories): elsewhere the list is empty."""
-    if store is not LOCAL:
-        return []
-    try:
-        entries = list(os.scandir(directory))
-    except (FileNotFoundError, NotADirectoryError):
-        return []
+    or a failed one) are left out.  Any store that lists directories (local, memory, fsspec
+    URLs, S3 prefixes)."""
     out = []
-    for e in entries:
-        try:
-            if not e.is_dir():
-                continue
-            marker = os.stat(os.path.join(e.path, COMMIT_MARKER))
-        except OSError:
-            continue  # no commit marker: not a (complete) checkpoint
+    for d in store.list_dirs(directory):
+        marker = next((i for i in store.list(d) if i.name == COMMIT_MARKER), None)
+        if marker is None:
+            continue  # not a (complete) checkpoint
+        name = d.rstrip("/").replace(os.sep, "/").rsplit("/", 1)[-1]
         for fmt in _FORMATS:
-            if os.path.isfile(os.path.join(e.path, "rank_0", f"{e.name}.{fmt}")):
-                out.append((FileInfo(e.path, 0, marker.st_mtime), fmt))
+            if store.exists(store.join(d, "rank_0", f"{name}.{fmt}")):
+                out.append((FileInfo(d, 0, marker.mtime), fmt))
                 break
     return out
 
@@ -123,9 +113,11 @@ def rank_directory(store: Store, directory: str, rank: int) -> str:
 
 def _remove(store: Store, info: FileInfo) -> None:
     """Delete a checkpoint file, or a sliced checkpoint directory (its commit marker first)."""
-    if store is LOCAL and os.path.isdir(info.key):
-        os.remove(os.path.join(info.key, COMMIT_MARKER))
-        shutil.rmtree(info.key)
+    if store.isdir(info.key):
+        marker = store.join(info.key, COMMIT_MARKER)
+        if store.exists(marker):
+            store.remove(marker)
+        store.remove_tree(info.key)
         return
     store.remove(info.key)
 
@@ -355,12 +347,6 @@ class CheckpointManager:
         key = self.key(name)
         layout, deletes, result = "file", True, key
         if not integrated:
-            if self.store is not LOCAL:
-                raise NotImplementedError(
-                    f"CheckpointManager({here}): sliced distributed checkpoints "
-                    "(integrated_save=False or remove_redundancy=True) are managed in local "
-                    "directories only (listing and retention need the directory tree); save "
-                    "them with save_checkpoint(..., integrated_save=False) to a URL instead.")
             layout, deletes = "sliced", rank == 0
             result = key[: -len(fmt) - 1] if key.endswith(f".{fmt}") else key
         elif writer_rank is not None:

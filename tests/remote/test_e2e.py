@@ -161,6 +161,27 @@ def test_checkpoint_manager_on_s3(bucket):
     assert same(arrays(mindckpt.load_checkpoint(f"s3://{keys[-1]}")), params(3))
 
 
+def test_checkpoint_manager_sliced_on_s3(bucket, boto):
+    """Sliced checkpoints (one directory each: parts, strategy, index, commit marker) managed
+    under an S3 prefix: listed by common prefix, retired whole (marker first)."""
+    from mindckpt import policies
+    from mindckpt.manager import CheckpointManager
+
+    sliced = {"layouts": {"w": ([1], [0, -1])}, "integrated_save": False}
+    with CheckpointManager(f"s3://{bucket}/sl", "m", **sliced,
+                           retention=policies.RetentionPolicy(keep_max=2,
+                                                              per_n_minutes=None)) as m:
+        keys = [m.save({"w": np.full((4, 6), s, np.float32)}, epoch=1, step=s)
+                for s in (1, 2, 3)]
+        assert m.all() == keys[1:] and m.latest() == keys[-1]
+    objects = sorted(o["Key"] for o in boto.list_objects_v2(Bucket=bucket, Prefix="sl/")
+                     ["Contents"])
+    assert not any(k.startswith("sl/m-1_1/") for k in objects)  # retired whole
+    assert f"sl/m-1_3/{'mindckpt.commit'}" in objects and "sl/m-1_3/rank_0/m-1_3.ckpt" in objects
+    got = mindckpt.load_checkpoint(f"s3://{keys[-1]}")
+    assert float(got["w"].asnumpy()[0, 0]) == 3.0
+
+
 def test_checkpoint_manager_latest_within_one_second(bucket):
     from mindckpt.manager import CheckpointManager
 

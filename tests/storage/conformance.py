@@ -164,6 +164,26 @@ class StoreConformance:
 
     def test_list_missing_directory_is_empty(self, store, root):
         assert store.list(self.key(store, root, "no-such-dir")) == []
+        assert store.list_dirs(self.key(store, root, "no-such-dir")) == []
+
+    def test_list_dirs_and_remove_tree(self, store, root):
+        d = self.key(store, root, "tree")
+        for rel in ("a-1_1/rank_0/a-1_1.ckpt", "a-1_1/rank_1/a-1_1.ckpt", "a-1_1/.commit",
+                    "b-1_2/rank_0/b-1_2.ckpt", "loose.ckpt"):
+            parts = rel.split("/")
+            store.makedirs(store.join(d, *parts[:-1]))
+            store.write_bytes(store.join(d, *parts), b"x")
+        dirs = store.list_dirs(d)
+        assert [store.describe(k) for k in dirs] == [store.describe(store.join(d, n))
+                                                     for n in ("a-1_1", "b-1_2")]
+        assert {i.name for i in store.list(d)} == {"loose.ckpt"}  # files only
+        store.remove_tree(dirs[0])
+        assert not store.exists(store.join(d, "a-1_1", "rank_0", "a-1_1.ckpt"))
+        assert not store.exists(store.join(d, "a-1_1", ".commit"))
+        assert [store.describe(k) for k in store.list_dirs(d)] == \
+            [store.describe(store.join(d, "b-1_2"))]
+        assert store.exists(store.join(d, "b-1_2", "rank_0", "b-1_2.ckpt"))
+        store.remove_tree(store.join(d, "no-such-dir"))  # nothing to do: no error
 
     def test_concurrent_reader_sees_old_or_new(self, store, root):
         k = self.key(store, root, "cc.ckpt")

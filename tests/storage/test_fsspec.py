@@ -202,6 +202,9 @@ class UploadFS(AbstractFileSystem):
         path = self._strip_protocol(path).rstrip("/")
         out = [{"name": k, "size": len(v), "type": "file", "mtime": t}
                for k, (v, t) in self.objects.items() if posixpath.dirname(k) == path]
+        subdirs = {path + "/" + k[len(path) + 1:].split("/", 1)[0] for k in self.objects
+                   if k.startswith(path + "/") and "/" in k[len(path) + 1:]}
+        out += [{"name": d, "size": 0, "type": "directory"} for d in sorted(subdirs)]
         if not out and not any(k.startswith(path + "/") for k in self.objects):
             raise FileNotFoundError(path)
         return out if detail else [o["name"] for o in out]

@@ -37,6 +37,7 @@ not a checkpoint (:func:`is_committed`).
 
 from __future__ import annotations
 
+import builtins
 import os
 import posixpath
 from abc import ABC, abstractmethod
@@ -284,6 +285,18 @@ class Store(ABC):
 
     @abstractmethod
     def exists(self, key: str) -> bool: ...
+
+    def list_dirs(self, directory: str) -> builtins.list[str]:
+        """The keys of the directories (object stores: common prefixes) directly under
+        ``directory``, sorted (empty when it does not exist); sliced checkpoints are such
+        directories."""
+        raise NotImplementedError(f"{type(self).__name__} cannot list directories; sliced "
+                                  "checkpoints cannot be managed on it")
+
+    def remove_tree(self, directory: str) -> None:
+        """Delete ``directory`` and everything under it (nothing if it does not exist)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot remove directories; sliced "
+                                  "checkpoints cannot be retired on it")
 
     def isdir(self, key: str) -> bool:
         return False

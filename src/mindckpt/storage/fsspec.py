@@ -40,6 +40,7 @@ load) switch on a read-ahead of at most ``readahead`` bytes (64 MiB) in ranges t
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import posixpath
 import secrets
@@ -483,6 +484,34 @@ class FsspecStore(Store):
             return bool(self.fs.exists(key))
         except Exception as exc:
             raise wrap(exc, "check", self.describe(key), reading=True) from exc
+
+    def list_dirs(self, directory: str) -> builtins.list[str]:
+        if self._s3 is not None:
+            return self._s3.list_dirs(directory)
+        try:
+            self.fs.invalidate_cache(directory)
+            entries = self.fs.ls(directory, detail=True)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        except Exception as exc:
+            raise wrap(exc, "list", self.describe(directory)) from exc
+        return sorted(posixpath.join(directory, posixpath.basename(str(e["name"]).rstrip("/")))
+                      for e in entries if e.get("type") == "directory")
+
+    def remove_tree(self, directory: str) -> None:
+        if self._s3 is not None:
+            self._s3.remove_tree(directory)
+            return
+        try:
+            self.fs.invalidate_cache(directory)
+            for key in self.fs.find(directory):  # the objects, then what holds them
+                self.fs.rm_file(key)
+            self.fs.invalidate_cache(directory)
+            if self.fs.exists(directory):  # filesystems with real (now empty) directories
+                self.fs.rm(directory, recursive=True)
+            self.fs.invalidate_cache(self.parent(directory))
+        except Exception as exc:
+            raise wrap(exc, "remove", self.describe(directory)) from exc
 
     def isdir(self, key: str) -> bool:
         if self._s3 is not None:

@@ -18,6 +18,7 @@ optional read-only memory map of the whole file.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import ctypes
 import ctypes.util
@@ -25,6 +26,7 @@ import errno
 import mmap
 import os
 import re
+import shutil
 import stat
 import tempfile
 import time
@@ -314,6 +316,21 @@ class LocalStore(Store):
 
     def exists(self, key: str) -> bool:
         return os.path.exists(key)
+
+    def list_dirs(self, directory: str) -> builtins.list[str]:
+        try:
+            with os.scandir(directory) as it:
+                return sorted(e.path for e in it if e.is_dir(follow_symlinks=False))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+
+    def remove_tree(self, directory: str) -> None:
+        def writable(func: Any, path: str, _exc: Any) -> None:
+            os.chmod(path, stat.S_IWUSR | stat.S_IRUSR)  # 0400 parts on platforms that care
+            func(path)
+
+        if os.path.isdir(directory):
+            shutil.rmtree(directory, onerror=writable)
 
     def isdir(self, key: str) -> bool:
         return os.path.isdir(key)

@@ -7,6 +7,7 @@ immutable ``bytes``; a pending write becomes visible only when it is published.
 
 from __future__ import annotations
 
+import builtins
 import posixpath
 import threading
 import time
@@ -108,6 +109,20 @@ class MemoryStore(Store):
         d = self._norm(key).rstrip("/") + "/"
         with self._lock:
             return any(k.startswith(d) for k in self._objects)
+
+    def list_dirs(self, directory: str) -> builtins.list[str]:
+        d = self._norm(directory).rstrip("/") + "/"
+        with self._lock:
+            keys = list(self._objects)
+        names = {k[len(d):].split("/", 1)[0] for k in keys
+                 if k.startswith(d) and "/" in k[len(d):]}
+        return sorted(posixpath.join(directory, n) for n in names)
+
+    def remove_tree(self, directory: str) -> None:
+        d = self._norm(directory).rstrip("/") + "/"
+        with self._lock:
+            for k in [k for k in self._objects if k.startswith(d)]:
+                del self._objects[k]
 
     def create_only(self, key: str, data: bytes, *, durable: bool | None = None) -> None:
         from ..errors import StorageError

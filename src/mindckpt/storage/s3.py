@@ -20,6 +20,7 @@ retry loop and listing cache are not used.
 
 from __future__ import annotations
 
+import builtins
 import asyncio
 import atexit
 import concurrent.futures
@@ -558,32 +559,64 @@ class S3Objects:
     def open_read(self, key: str) -> S3Source:
         return S3Source(self.store, key)
 
-    def list(self, directory: str) -> _Infos:
+    def _listing(self, directory: str, delimiter: bool) -> tuple[_Items, list[str]]:
+        """Every page of a listing under ``directory/``: the objects and (with
+        ``delimiter``) the common prefixes; ([], []) when the bucket or prefix is missing."""
         s3 = self.s3
         bucket, prefix = s3.split(directory.rstrip("/"))
         prefix = prefix + "/" if prefix else ""
+        extra = {"Delimiter": "/"} if delimiter else {}
 
-        async def pages() -> _Items:
+        async def pages() -> tuple[_Items, list[str]]:
             items: _Items = []
+            prefixes: list[str] = []
             token: dict[str, str] = {}
             while True:
                 resp = await s3.call("list_objects_v2", Bucket=bucket, Prefix=prefix,
-                                     Delimiter="/", **token)
+                                     **extra, **token)
                 items.extend(resp.get("Contents", []))
+                prefixes.extend(str(p["Prefix"]) for p in resp.get("CommonPrefixes", []))
                 if not resp.get("IsTruncated"):
-                    return items
+                    return items, prefixes
                 token = {"ContinuationToken": resp["NextContinuationToken"]}
 
         try:
-            items = s3.run(pages())
+            return s3.run(pages())
         except Exception as exc:
             if cause(exc)[0] in ("bucket", "missing"):
-                return []
+                return [], []
             raise wrap(exc, "list", self.describe(directory)) from exc
+
+    def list(self, directory: str) -> _Infos:
+        _bucket, prefix = self.s3.split(directory.rstrip("/"))
+        prefix = prefix + "/" if prefix else ""
+        items, _dirs = self._listing(directory, delimiter=True)
         base = directory.rstrip("/")
         return [FileInfo(posixpath.join(base, str(it["Key"])[len(prefix):]), int(it["Size"]),
                          as_epoch(it.get("LastModified")))
                 for it in items if not str(it["Key"]).endswith("/")]
+
+    def list_dirs(self, directory: str) -> builtins.list[str]:
+        _bucket, prefix = self.s3.split(directory.rstrip("/"))
+        prefix = prefix + "/" if prefix else ""
+        _items, dirs = self._listing(directory, delimiter=True)
+        base = directory.rstrip("/")
+        return sorted(posixpath.join(base, d[len(prefix):].rstrip("/")) for d in dirs)
+
+    def remove_tree(self, directory: str) -> None:
+        bucket, _prefix = self.s3.split(directory.rstrip("/"))
+        items, _dirs = self._listing(directory, delimiter=False)
+        keys = [str(it["Key"]) for it in items]
+        try:
+            for i in range(0, len(keys), 1000):  # the most one DeleteObjects call takes
+                batch = {"Objects": [{"Key": k} for k in keys[i:i + 1000]], "Quiet": True}
+                resp = self.s3.run(self.s3.call("delete_objects", Bucket=bucket,
+                                                Delete=batch))
+                if resp.get("Errors"):
+                    err = resp["Errors"][0]
+                    raise OSError(f"{err.get('Key')}: {err.get('Code')} {err.get('Message')}")
+        except Exception as exc:
+            raise wrap(exc, "remove", self.describe(directory)) from exc
 
     def remove(self, key: str) -> None:
         bucket, obj = self.s3.split(key)
