@@ -711,3 +711,46 @@ def test_check_cipher_args_api_prefix():
         check_cipher_args(b"k" * 16, "x", api="save_checkpoint")
     with pytest.raises(TypeError, match=r"^For 'load_checkpoint', dec_key must be bytes, got str"):
         check_cipher_args("k", "AES-GCM", key_arg="dec_key", api="load_checkpoint")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_reads_ending_inside_blocks(mode, monkeypatch):
+    """Requests of every alignment against the blocks: a GCM block that starts inside a
+    request and ends past it is split (head deciphered into the caller's buffer, the rest
+    buffered); the bytes are the same for every mode and request pattern, and a tampered
+    split block still fails its tag."""
+    key = KEYS[16]
+    data = os.urandom(9 * SMALL + 77)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        raw = encrypt(data, key, mode, block_size=SMALL)
+    splits = []
+    real = crypto._BlockFile.decrypt
+
+    def counting(self, i, out, form, stop=None, rest=None):
+        splits.append(rest is not None)
+        return real(self, i, out, form, stop, rest)
+
+    monkeypatch.setattr(crypto._BlockFile, "decrypt", counting)
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        src = DecryptSource(io.BytesIO(raw), key, mode)
+        got = bytearray()
+        while True:
+            n = int(rng.choice([1, 100, SMALL - 3, SMALL + 5, 3 * SMALL + 11]))
+            buf = bytearray(n)
+            k = src.readinto(buf)
+            if not k:
+                break
+            got += buf[:k]
+        src.close()
+        assert bytes(got) == data
+    assert any(splits) == (mode == "AES-GCM")  # only GCM blocks are split
+    if mode == "AES-GCM":
+        bad = bytearray(raw)
+        bad[2 * (SMALL + 48) + 48 + SMALL // 2] ^= 1  # inside block 2's ciphertext
+        src = DecryptSource(io.BytesIO(bytes(bad)), key, mode)
+        src.readinto(bytearray(SMALL + SMALL // 3))  # block 1 split across this request
+        with pytest.raises(DecryptionError, match="block 2"):
+            src.readinto(bytearray(3 * SMALL))  # block 2 is split: its tag fails
+        src.close()

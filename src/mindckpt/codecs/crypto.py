@@ -63,8 +63,8 @@ The load path reads ciphertext from a positional byte source (``size``, ``readin
 offset)``; file objects are adapted, fds read with ``os.preadv``) in 1 MiB pieces and
 deciphers each piece in place while it is still in cache. A block whose plaintext lies
 wholly inside the caller's buffer is read and deciphered there (no copy; the buffer then
-holds unverified bytes if the call raises); otherwise into a pooled buffer, copied out
-once verified. CBC plaintext lengths come from a 32-byte probe of each block's padding.
+holds unverified bytes if the call raises), a GCM block that ends past it is split there;
+otherwise into a pooled buffer, copied out once verified. CBC plaintext lengths come from a 32-byte probe of each block's padding.
 """
 
 from __future__ import annotations
@@ -630,17 +630,27 @@ class _BlockFile:
             raise _BlockFailure("padding", i)
         return c - pad
 
-    def decrypt(self, i: int, out: memoryview, form: int, stop: threading.Event | None = None) -> int:
+    def decrypt(self, i: int, out: memoryview, form: int, stop: threading.Event | None = None,
+                rest: memoryview | None = None) -> int:
         """Plaintext of block ``i`` into ``out[:n]``; return n. ``out`` needs n bytes (GCM: C).
 
-        Raises _BlockFailure; on failure ``out`` holds unverified bytes.
+        GCM only, ``rest``: the block is split, its first ``len(out)`` plaintext bytes go to
+        ``out`` (the end of a caller's buffer) and the others to ``rest`` (one cipher pass).
+        Raises _BlockFailure; on failure ``out`` (and ``rest``) hold unverified bytes.
         """
         t = self.table
         c, base, iv = t.size(i), t.data_offset(i), t.iv(i)
         if self.gcm:
             nonce = iv[:12] if form == GCM12 else iv
             ctx = _cipher(self.mode, self.key, nonce, t.tag(i), encrypt=False)
-            _cipher_run(ctx, self.src, out, c, base, i, stop)
+            if rest is None:
+                _cipher_run(ctx, self.src, out, c, base, i, stop)
+            else:
+                head = len(out)
+                if not 0 < head < c or len(rest) < c - head:
+                    raise _BlockFailure("changed", i)
+                _cipher_run(ctx, self.src, out, head, base, i, stop)
+                _cipher_run(ctx, self.src, rest, c - head, base + head, i, stop)
             try:
                 ctx.finalize()
             except InvalidTag:
@@ -672,7 +682,8 @@ class _BlockFile:
         out[body:p] = lmv[: 16 - pad]
         return p
 
-    def finish(self, i: int, out: memoryview, outcome: Any, form: int) -> int:
+    def finish(self, i: int, out: memoryview, outcome: Any, form: int,
+               rest: memoryview | None = None) -> int:
         """Take a worker's outcome (byte count or exception) for block ``i``, in consuming order.
 
         Settles the IV form of an unbound GCM file from the first block consumed: MindSpore
@@ -685,12 +696,12 @@ class _BlockFile:
                 self.form = form
             elif isinstance(outcome, _BlockFailure) and outcome.kind == "tag":
                 other = GCM16 if form == GCM12 else GCM12
-                outcome = self.decrypt(i, out, other)
+                outcome = self.decrypt(i, out, other, rest=rest)
                 self.form = other
             else:
                 raise outcome
         elif self.gcm and form != self.form:
-            outcome = self.decrypt(i, out, cast(int, self.form))
+            outcome = self.decrypt(i, out, cast(int, self.form), rest=rest)
         if isinstance(outcome, BaseException):
             raise outcome
         self.verified = True
@@ -762,11 +773,14 @@ class DecryptSource:
     from them: exact for GCM, an upper bound for CBC), together with the binding of the
     blocks (see the module docstring; ``require_bound=True`` refuses unbound files).
 
-    Blocks are decrypted ahead by ``workers`` threads into pooled buffers; a block's plaintext
-    is handed out only after its tag (GCM) or padding (CBC) checked out. A ``readinto`` whose
-    buffer covers whole blocks not yet started has them read and deciphered straight into that
-    buffer (no copy); if one of them then fails, the call raises and the buffer holds
-    unverified bytes. One consumer thread at a time.
+    Blocks are decrypted by ``workers`` threads; a block's plaintext is handed out only after
+    its tag (GCM) or padding (CBC) checked out. A ``readinto`` whose buffer covers whole blocks
+    not yet started has them read and deciphered straight into that buffer (no copy), and a
+    GCM block that starts inside the buffer and ends past it has its head deciphered there
+    and only its rest into a pooled buffer; if one of them then fails, the call raises and the
+    buffer holds unverified bytes. CBC blocks (SM4 is slow) are also deciphered ahead into
+    pooled buffers between calls; GCM blocks, deciphered at memory speed, wait for the call
+    that says where they go. One consumer thread at a time.
     """
 
     def __init__(
@@ -791,7 +805,8 @@ class DecryptSource:
         self._pool = _BufferPool(self._depth + 1, bf.max_c + SLACK)
         self._ex: ThreadPoolExecutor | None = None
         self._next = 0  # next block to schedule
-        # in flight, in block order: (index, pool buffer or None, direct target or None, future, form)
+        # in flight, in block order: (index, pool buffer or None, direct target or None, future,
+        # form); a block with both is split: its head goes to the target, the rest to the buffer
         self._queue: collections.deque[
             tuple[int, bytearray | None, memoryview | None, Future, int]
         ] = collections.deque()
@@ -828,6 +843,12 @@ class DecryptSource:
                 if not self._queue:
                     break
                 i, buf, dest, fut, form = self._queue.popleft()
+                if dest is not None and buf is not None:  # split: head here, rest buffered
+                    rest = memoryview(buf)
+                    k = self._bf.finish(i, dest, _outcome(fut), form, rest=rest)
+                    got += len(dest)
+                    self._cur, self._cur_mv, self._pos, self._end = buf, rest, 0, k - len(dest)
+                    continue
                 target = dest if dest is not None else memoryview(cast(bytearray, buf))
                 k = self._bf.finish(i, target, _outcome(fut), form)
                 if dest is not None:
@@ -882,6 +903,10 @@ class DecryptSource:
         """Keep ``depth`` blocks in flight; those that fit whole in ``out[got:]`` go there."""
         bf = self._bf
         n = len(bf.table)
+        if out is None and bf.gcm:
+            # GCM deciphers at memory speed: rather than ahead into pool buffers (copied out
+            # later), each block waits for the request that tells where it goes
+            return
         at: int | None = None
         if out is not None and self._next < n:
             at = got + sum(bf.plain_len(q[0]) for q in self._queue)
@@ -890,19 +915,32 @@ class DecryptSource:
                 self._ex = ThreadPoolExecutor(self._depth, thread_name_prefix="mindckpt-decrypt")
             i = self._next
             dest = None
+            split = False
             if at is not None:
                 p = bf.plain_len(i)
-                if 0 < p and at + p <= len(cast(memoryview, out)):
+                n_out = len(cast(memoryview, out))
+                if 0 < p and at + p <= n_out:
                     dest = cast(memoryview, out)[at : at + p]
                     at += p
                 else:
+                    if bf.gcm and 0 < p and at < n_out:
+                        # the block starts inside the request and ends past it: its head is
+                        # deciphered straight into the caller's buffer, its rest into a pool
+                        # buffer (GCM: plaintext and ciphertext positions are the same)
+                        dest, split = cast(memoryview, out)[at:], True
                     at = None  # this block and all later ones end past the request
+            if dest is None and bf.gcm and self._queue:
+                break  # GCM: no block into a pool buffer ahead of need (see above)
             buf = None
-            if dest is None:
+            if dest is None or split:
                 buf = self._pool.acquire()
             form = bf.guess()
-            target = dest if dest is not None else memoryview(cast(bytearray, buf))
-            fut = self._ex.submit(bf.decrypt, i, target, form, self._stop)
+            if split:
+                fut = self._ex.submit(bf.decrypt, i, cast(memoryview, dest), form, self._stop,
+                                      memoryview(cast(bytearray, buf)))
+            else:
+                target = dest if dest is not None else memoryview(cast(bytearray, buf))
+                fut = self._ex.submit(bf.decrypt, i, target, form, self._stop)
             self._queue.append((i, buf, dest, fut, form))
             self._next += 1
 
