@@ -142,6 +142,21 @@ def encode_header(
     return len(blob).to_bytes(8, "little") + blob, offsets
 
 
+def ms_metadata(int4_names: Iterable[str], remove_redundancy: bool | None,
+                crc_num: int | None) -> dict[str, str]:
+    """MindSpore's ``__metadata__`` of a non-empty file, in its key order: ``format``,
+    ``remove_redundancy`` (when given), ``Int4`` per qint4x2 tensor, ``crc_num`` (when
+    given)."""
+    meta = {"format": "ms"}
+    if remove_redundancy is not None:
+        meta["remove_redundancy"] = str(bool(remove_redundancy))
+    for name in int4_names:
+        meta[name] = "Int4"
+    if crc_num is not None:
+        meta["crc_num"] = str(crc_num)
+    return meta
+
+
 def write_safetensors(
     sink: Any,
     records: list[Record],
@@ -163,14 +178,9 @@ def write_safetensors(
     )
     meta: dict[str, str] = {}
     if items:
-        meta["format"] = "ms"
-        if remove_redundancy is not None:
-            meta["remove_redundancy"] = str(bool(remove_redundancy))
-        for name, _arr, t, *_rest in items:
-            if t is T.qint4x2:
-                meta[name] = "Int4"
-        if crc:
-            meta["crc_num"] = str(ms_crc((it[0], it[1]) for it in items))
+        meta = ms_metadata([name for name, _arr, t, *_rest in items if t is T.qint4x2],
+                           remove_redundancy,
+                           ms_crc((it[0], it[1]) for it in items) if crc else None)
     head, offsets = encode_header([(it[0], it[3], it[4], it[5]) for it in items],
                                   meta if items else None, header_checksum=crc and bool(items))
     sink.write(head)

@@ -431,14 +431,10 @@ def _st_header(entries: Sequence[tuple[_Item, str, int]], remove_redundancy: boo
     mindckpt's header checksum; no data is touched."""
     meta: dict[str, str] | None = None
     if entries:
-        meta = {"format": "ms"}
-        if remove_redundancy is not None:
-            meta["remove_redundancy"] = str(bool(remove_redundancy))
-        for it, _code, _n in entries:
-            if it.override is not None and T.dtype_of_name(it.override) is T.qint4x2:
-                meta[it.name] = "Int4"
-        if crc_num is not None:
-            meta["crc_num"] = str(crc_num)
+        meta = _st.ms_metadata(
+            [it.name for it, _code, _n in entries
+             if it.override is not None and T.dtype_of_name(it.override) is T.qint4x2],
+            remove_redundancy, crc_num)
     head, _offsets = _st.encode_header(
         [(it.name, code, cast(tuple, it.full_shape), n) for it, code, n in entries], meta,
         header_checksum=crc_num is not None and bool(entries))
