@@ -4,6 +4,8 @@ checkpoint traffic always runs on mindckpt's own gloo group).  Skipped without a
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -12,6 +14,9 @@ from _harness import np_of, run_ranks
 from _zoo import full_state, mesh_shape, placements, zoo
 
 torch = pytest.importorskip("torch")
+# the ranks are forked: ask NVML whether there is a GPU, so that the parent never initialises
+# CUDA (a CUDA context does not survive fork)
+os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
