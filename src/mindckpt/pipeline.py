@@ -422,8 +422,14 @@ class CheckpointReader:
         if release:
             self._index = None
         out: dict[str, Any] = {}
-        ndarray, empty = np.ndarray, np.empty
         make = wrap if wrap is not None else _as_entry
+        with _ckpt.gc_paused():  # a million small values: no collections over them meanwhile
+            self._make_mapped(mapping, chosen, take, make, out)
+        return out
+
+    def _make_mapped(self, mapping: memoryview, chosen: list[str], take: Callable[[str], Any],
+                     make: Wrap, out: dict[str, Any]) -> None:
+        ndarray, empty = np.ndarray, np.empty
         for name in chosen:
             e = take(name)
             dtype = e.dtype
@@ -440,7 +446,6 @@ class CheckpointReader:
                 arr = empty(e.shape, dtype.np_dtype)
                 self._fill(e, arr.reshape(-1).view(np.uint8), 0)
             out[name] = make(arr, dtype, name)
-        return out
 
     def _verify_mapped_crc(self, mapping: memoryview, index: Index) -> None:
         if self.format == "safetensors":

@@ -398,14 +398,10 @@ def _scan(source: Any, path: str, verify_header: bool) -> Index:
     names = sorted(header)
     del text  # the parsed header holds what is needed (memory: files of many entries)
     codes: dict[Any, tuple[T.Type, int] | None] = {}
-    # (shape as written, itemsize) -> (the one tuple of that shape, its bytes): each distinct
-    # shape is checked once and stored once (the key is the text on the canonical path, where
-    # the pattern has already checked every dimension's digits)
-    seen: dict[tuple[Any, int], tuple[tuple[int, ...], int] | None] = {}
     int4 = [k for k, v in meta.items() if v == "Int4"]
     pop = header.pop  # each parsed entry is dropped once its IndexEntry is made
-    for name in names:
-        code, shape_w, start, end = pop(name)
+
+    def dtype_of(name: str, code: Any) -> tuple[T.Type, int]:
         try:
             known = codes[code]
         except (KeyError, TypeError):
@@ -415,22 +411,37 @@ def _scan(source: Any, path: str, verify_header: bool) -> Index:
                 codes[code] = known
         if known is None:
             raise _fail(path, f"tensor '{name}' has unsupported dtype {str(code)[:40]!r}")
-        dtype, itemsize = known
+        return known
+
+    def bad_shape(name: str, shape_w: Any) -> FormatError:
+        return _fail(path, f"tensor '{name}' has an invalid shape {str(shape_w)[:200]} "
+                           f"(a list of at most {MAX_NDIM} non-negative ints)")
+
+    # canonical path: (dtype code, shape text) -> (dtype, the one shape tuple, bytes), each
+    # distinct pair checked once (the pattern has already checked every digit and offset)
+    known_pairs: dict[tuple[str, str], tuple[T.Type, tuple[int, ...], int]] = {}
+    for name in names:
+        code, shape_w, start, end = pop(name)
         if fast is not None:
+            pair = (code, cast(str, shape_w))
             try:
-                got = seen[shape_w, itemsize]
+                dtype, shape, need = known_pairs[pair]
             except KeyError:
-                dims = [int(d) for d in cast(str, shape_w).split(",")] if shape_w else []
-                got = seen[shape_w, itemsize] = _check_shape(path, name, dims, itemsize)
-        elif type(shape_w) is list:
-            got = _check_shape(path, name, shape_w, itemsize)
+                dtype, itemsize = dtype_of(name, code)
+                dims = [int(d) for d in pair[1].split(",")] if pair[1] else []
+                got = _check_shape(path, name, dims, itemsize)
+                if got is None:
+                    raise bad_shape(name, shape_w) from None
+                dtype, shape, need = known_pairs[pair] = (dtype, *got)
+            ok = start <= end <= data_len
         else:
-            got = None
-        if got is None:
-            raise _fail(path, f"tensor '{name}' has an invalid shape {str(shape_w)[:200]} "
-                              f"(a list of at most {MAX_NDIM} non-negative ints)")
-        shape, need = got
-        if not (type(start) is int and type(end) is int and 0 <= start <= end <= data_len):
+            dtype, itemsize = dtype_of(name, code)
+            got = _check_shape(path, name, shape_w, itemsize) if type(shape_w) is list else None
+            if got is None:
+                raise bad_shape(name, shape_w)
+            shape, need = got
+            ok = type(start) is int and type(end) is int and 0 <= start <= end <= data_len
+        if not ok:
             raise _fail(path, f"tensor '{name}' has offsets {str([start, end])[:100]} outside "
                               f"the data ({data_len} bytes)")
         if end - start != need:
