@@ -404,6 +404,9 @@ class CheckpointReader:
     def _read_mapped(self, mapping: memoryview, select: Callable[[str], bool],
                      wrap: Wrap | None, release: bool) -> dict[str, Any] | None:
         """Entries as views of ``mapping``; None when the file needs the parsing path."""
+        if release and self.format == "safetensors" and self._index is None and \
+                not self.crc_check:
+            return self._read_mapped_once(mapping, select, wrap)
         crc = self.crc_check
         self.crc_check = False  # the scan reads headers only; the CRC is taken over the map
         try:
@@ -425,6 +428,22 @@ class CheckpointReader:
         make = wrap if wrap is not None else _as_entry
         with _ckpt.gc_paused():  # a million small values: no collections over them meanwhile
             self._make_mapped(mapping, chosen, take, make, out)
+        return out
+
+    def _read_mapped_once(self, mapping: memoryview, select: Callable[[str], bool],
+                          wrap: Wrap | None) -> dict[str, Any]:
+        """A safetensors file read once (``release``): each value made as its header entry
+        is checked, with no index in between (files of a million tiny entries)."""
+        ndarray, empty = np.ndarray, np.empty
+        make = wrap if wrap is not None else _as_entry
+
+        def value(name: str, dtype: T.Type, shape: tuple[int, ...], offset: int,
+                  nbytes: int) -> Any:
+            arr = ndarray(shape, dtype.np_dtype, mapping, offset) if nbytes else \
+                empty(shape, dtype.np_dtype)
+            return make(arr, dtype, name)
+
+        _index, out = _st.scan_safetensors_into(self.source, self.name, value, select)
         return out
 
     def _make_mapped(self, mapping: memoryview, chosen: list[str], take: Callable[[str], Any],

@@ -205,3 +205,22 @@ def test_canonical_parser_declines_escapes_and_other_layouts():
                  '{"a":' + e + ',"__metadata__":{},"__metadata__":{}}',  # metadata twice
                  '{"a":{"dtype":"F32","shape":[01],"data_offsets":[0,4]}}']:  # not JSON
         assert fst._parse_canonical(text) is None, text
+
+
+def test_scan_into_matches_the_index(tmp_cwd):
+    """The one-pass scan (what load_checkpoint uses) checks and reports exactly what the
+    index holds, for the selected names, Int4 included."""
+    from mindckpt.formats import safetensors as fst
+    from mindckpt.storage.local import LOCAL
+
+    data = dict(ARRAYS, q=ms.Parameter(ms.Tensor(np.arange(6, dtype=np.int8), ms.qint4x2)))
+    ms.save_checkpoint(data, "s.safetensors", format="safetensors", crc_check=True)
+    with LOCAL.open_read("s.safetensors") as src:
+        index = fst.scan_safetensors(src, "s.safetensors")
+        meta, got = fst.scan_safetensors_into(
+            src, "s.safetensors", lambda *a: a, select=lambda n: n != "w")
+    assert meta.metadata == index.metadata and meta.crc == index.crc and not meta.entries
+    want = {e.name: (e.name, e.dtype, e.shape, e.offset, e.length) for e in index
+            if e.name != "w"}
+    assert got == want and list(got) == list(want)
+    assert got["q"][1] is ms.qint4x2

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import json
 import re
+from array import array
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, cast
 
@@ -258,7 +259,23 @@ def scan_safetensors(source: Any, path: str, *, verify_header: bool = True) -> I
     file has it (module doc); False skips that check only.
     """
     with gc_paused():
-        return _scan(source, path, verify_header)
+        return _scan(source, path, verify_header)[0]
+
+
+#: ``make(name, dtype, shape, offset, nbytes)``: what :func:`scan_safetensors_into` builds.
+Make = Callable[[str, T.Type, tuple[int, ...], int, int], Any]
+
+
+def scan_safetensors_into(source: Any, path: str, make: Make,
+                          select: Callable[[str], bool] = lambda _n: True, *,
+                          verify_header: bool = True) -> tuple[Index, dict[str, Any]]:
+    """The checks of :func:`scan_safetensors`, building ``make(...)`` for each selected entry
+    (in name order) instead of an index entry: one pass for a reader that turns every entry
+    into a value at once (a file of a million tiny entries is loaded without an index of a
+    million objects).  Returns the index, with its metadata, CRC and sizes but no entries,
+    and ``{name: value}``."""
+    with gc_paused():
+        return _scan(source, path, verify_header, make, select)
 
 
 def _check_shape(path: str, name: str, shape_l: list[Any],
@@ -373,7 +390,8 @@ def _parse_json(text: str, path: str) -> tuple[dict[str, tuple[str, list[Any], A
     return out, meta
 
 
-def _scan(source: Any, path: str, verify_header: bool) -> Index:
+def _scan(source: Any, path: str, verify_header: bool, make: Make | None = None,
+          select: Callable[[str], bool] | None = None) -> tuple[Index, dict[str, Any]]:
     size = source.size
     n, raw = _read_header(source, path)
     _no_deep_nesting(raw, path)
@@ -398,8 +416,13 @@ def _scan(source: Any, path: str, verify_header: bool) -> Index:
     names = sorted(header)
     del text  # the parsed header holds what is needed (memory: files of many entries)
     codes: dict[Any, tuple[T.Type, int] | None] = {}
-    int4 = [k for k, v in meta.items() if v == "Int4"]
+    int4 = {k for k, v in meta.items() if v == "Int4"}
     pop = header.pop  # each parsed entry is dropped once its IndexEntry is made
+    stored = meta.get(HEADER_CRC_KEY) if verify_header else None
+    covered: list[tuple[str, str, tuple[int, ...], int, int]] = []  # for HEADER_CRC_KEY
+    starts = array("q")
+    lengths = array("q")
+    values: dict[str, Any] = {}
 
     def dtype_of(name: str, code: Any) -> tuple[T.Type, int]:
         try:
@@ -447,25 +470,27 @@ def _scan(source: Any, path: str, verify_header: bool) -> Index:
         if end - start != need:
             raise _fail(path, f"tensor '{name}' spans {end - start} bytes but shape "
                               f"{list(shape)} {code} needs {need}")
-        entries[name] = IndexEntry(name, "tensor", dtype, shape,
-                                   ((data_start + start, end - start),), code)
-    for name in int4:
-        ent = entries.get(name)
-        if ent is not None and ent.dtype is T.int8:
-            entries[name] = IndexEntry(name, "tensor", T.qint4x2, ent.shape, ent.spans, ent.type_name)
-    starts = np.fromiter((e.offset for e in entries.values()), np.int64, len(entries))
-    starts -= data_start
-    ends = starts + np.fromiter((e.length for e in entries.values()), np.int64, len(entries))
-    _check_tiling(path, names, starts, ends, data_len)
+        if int4 and name in int4 and dtype is T.int8:
+            dtype = T.qint4x2
+        starts.append(start)
+        lengths.append(end - start)
+        if stored is not None:
+            covered.append((name, code, shape, start, end))
+        if make is None:
+            entries[name] = IndexEntry(name, "tensor", dtype, shape,
+                                       ((data_start + start, end - start),), code)
+        elif select is None or select(name):
+            values[name] = make(name, dtype, shape, data_start + start, end - start)
+    st = np.frombuffer(starts, np.int64) if len(starts) else np.empty(0, np.int64)
+    en = st + (np.frombuffer(lengths, np.int64) if len(lengths) else np.empty(0, np.int64))
+    _check_tiling(path, names, st, en, data_len)
     if "crc_num" in meta:
         try:
             index.crc = int(meta["crc_num"])
         except ValueError:
             raise _fail(path, f"crc_num {meta['crc_num'][:40]!r} is not a number") from None
-    stored = meta.get(HEADER_CRC_KEY)
-    if stored is not None and verify_header:
-        actual = header_crc(meta, ((e.name, e.type_name, e.shape, e.offset - data_start,
-                                    e.offset - data_start + e.length) for e in entries.values()))
+    if stored is not None:
+        actual = header_crc(meta, covered)
         if stored != str(actual):
             raise ChecksumError(
                 f"For 'load_checkpoint', the safetensors file {path} fails its header check: "
@@ -474,7 +499,7 @@ def _scan(source: Any, path: str, verify_header: bool) -> Index:
                 "was written (payload bytes would be read as the wrong type or layout). "
                 "Restore the file from a copy."
             )
-    return index
+    return index, values
 
 
 def check_crc(path: str, index: Index, arrays: Iterable[tuple[str, np.ndarray]]) -> None:
