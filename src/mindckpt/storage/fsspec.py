@@ -443,18 +443,21 @@ class FsspecStore(Store):
         return _FileSource(self, key)
 
     # -- namespace (S3: asked of the server every time; elsewhere the cache is dropped first)
-    def list(self, directory: str) -> _Infos:
-        if self._s3 is not None:
-            return self._s3.list(directory)
+    def _ls(self, directory: str) -> builtins.list[dict[str, Any]]:
+        """The filesystem's fresh detailed listing of ``directory`` ([] when missing)."""
         try:
             self.fs.invalidate_cache(directory)
-            entries = self.fs.ls(directory, detail=True)
+            return list(self.fs.ls(directory, detail=True))
         except (FileNotFoundError, NotADirectoryError):
             return []
         except Exception as exc:
             raise wrap(exc, "list", self.describe(directory)) from exc
+
+    def list(self, directory: str) -> _Infos:
+        if self._s3 is not None:
+            return self._s3.list(directory)
         out = []
-        for e in entries:
+        for e in self._ls(directory):
             name = str(e["name"])
             if e.get("type") != "file" or TEMP_PATTERN.match(posixpath.basename(name)):
                 continue
@@ -488,15 +491,8 @@ class FsspecStore(Store):
     def list_dirs(self, directory: str) -> builtins.list[str]:
         if self._s3 is not None:
             return self._s3.list_dirs(directory)
-        try:
-            self.fs.invalidate_cache(directory)
-            entries = self.fs.ls(directory, detail=True)
-        except (FileNotFoundError, NotADirectoryError):
-            return []
-        except Exception as exc:
-            raise wrap(exc, "list", self.describe(directory)) from exc
         return sorted(posixpath.join(directory, posixpath.basename(str(e["name"]).rstrip("/")))
-                      for e in entries if e.get("type") == "directory")
+                      for e in self._ls(directory) if e.get("type") == "directory")
 
     def remove_tree(self, directory: str) -> None:
         if self._s3 is not None:
