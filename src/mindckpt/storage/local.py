@@ -28,6 +28,7 @@ import os
 import re
 import shutil
 import stat
+import sys
 import tempfile
 import time
 from typing import Any
@@ -330,7 +331,10 @@ class LocalStore(Store):
             func(path)
 
         if os.path.isdir(directory):
-            shutil.rmtree(directory, onerror=writable)
+            if sys.version_info >= (3, 12):  # onerror is deprecated there
+                shutil.rmtree(directory, onexc=writable)
+            else:
+                shutil.rmtree(directory, onerror=writable)
 
     def isdir(self, key: str) -> bool:
         return os.path.isdir(key)

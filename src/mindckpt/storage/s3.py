@@ -625,26 +625,25 @@ class S3Objects:
         except Exception as exc:
             raise wrap(exc, "remove", self.describe(key)) from exc
 
+    def _present(self, what: str, op: str, **params: str) -> bool:
+        """Whether ``op`` (a HEAD request) finds ``what``: False when the object or bucket
+        is missing, any other failure raised as a storage error."""
+        try:
+            self.s3.run(self.s3.call(op, **params))
+            return True
+        except Exception as exc:
+            if cause(exc)[0] in ("missing", "bucket"):
+                return False
+            raise wrap(exc, "check", self.describe(what), reading=True) from exc
+
     def exists(self, key: str) -> bool:
         bucket, obj = self.s3.split(key)
         if not obj:
             return self.bucket_exists(bucket)
-        try:
-            self.s3.run(self.s3.call("head_object", Bucket=bucket, Key=obj))
-            return True
-        except Exception as exc:
-            if cause(exc)[0] in ("missing", "bucket"):
-                return False
-            raise wrap(exc, "check", self.describe(key), reading=True) from exc
+        return self._present(key, "head_object", Bucket=bucket, Key=obj)
 
     def bucket_exists(self, bucket: str) -> bool:
-        try:
-            self.s3.run(self.s3.call("head_bucket", Bucket=bucket))
-            return True
-        except Exception as exc:
-            if cause(exc)[0] in ("missing", "bucket"):
-                return False
-            raise wrap(exc, "check", self.describe(bucket), reading=True) from exc
+        return self._present(bucket, "head_bucket", Bucket=bucket)
 
     def isdir(self, key: str) -> bool:
         bucket, obj = self.s3.split(key.rstrip("/"))
